@@ -1,0 +1,3 @@
+from shark.cli.main import main
+
+main()

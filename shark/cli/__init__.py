@@ -1,0 +1,1 @@
+"""The `shark` command line."""

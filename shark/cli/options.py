@@ -1,0 +1,121 @@
+"""Option groups shared by `shark train` and `shark bench train`, and their conversion to config objects."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from shark.cli.common import parse_ints
+from shark.data.bad_lines import BadLinePolicy
+from shark.data.schema import Schema
+from shark.train.config import TrainConfig
+from shark.train.data_plan import DataSpec
+
+_DEFAULT = TrainConfig()
+
+
+def _apply(options: list[Callable]) -> Callable:
+    def decorate(fn: Callable) -> Callable:
+        for opt in reversed(options):
+            fn = opt(fn)
+        return fn
+    return decorate
+
+
+model_options = _apply([
+    click.option("--batch-size", type=int, default=_DEFAULT.batch_size, show_default=True,
+                 help="Examples per training step."),
+    click.option("--epochs", type=int, default=_DEFAULT.epochs, show_default=True,
+                 help="Passes over the training data (online learning is 1)."),
+    click.option("--embedding-dim", type=int, default=_DEFAULT.embedding_dim, show_default=True,
+                 help="Embedding vector size of every table (and of the bottom MLP's output)."),
+    click.option("--bottom", default=",".join(map(str, _DEFAULT.bottom)), show_default=True,
+                 help="Bottom-MLP hidden sizes, comma-separated; it always ends in --embedding-dim."),
+    click.option("--top", default=",".join(map(str, _DEFAULT.top)), show_default=True,
+                 help="Top-MLP hidden sizes, comma-separated; it always ends in one logit."),
+    click.option("--lr-dense", type=float, default=_DEFAULT.lr_dense, show_default=True,
+                 help="Adam learning rate of the MLPs."),
+    click.option("--lr-embedding", type=float, default=_DEFAULT.lr_embedding, show_default=True,
+                 help="Row-wise Adagrad learning rate of the embedding tables."),
+    click.option("--capacity", type=int, default=_DEFAULT.capacity, show_default=True,
+                 help="Rows per embedding table: categorical values are hashed into this many rows."),
+    click.option("--table-capacity", multiple=True, metavar="TABLE=ROWS",
+                 help="Capacity of one table, overriding --capacity (repeatable), e.g. C3=1048576."),
+    click.option("--seed", type=int, default=_DEFAULT.seed, show_default=True,
+                 help="Seed of model initialisation and hashing."),
+    click.option("--threads", type=int, default=_DEFAULT.threads, show_default=True,
+                 help="torch threads for the training step."),
+])
+
+data_options = _apply([
+    click.option("--data", "data_source", default="synthetic", show_default=True,
+                 help="'synthetic' (the built-in Criteo-like generator) or a file: Criteo TSV "
+                      "(label, I1-I13, C1-C26, no header), CSV/TSV with a header, or Parquet; .gz is fine."),
+    click.option("--format", "fmt", type=click.Choice(["auto", "criteo", "csv", "tsv", "parquet"]), default="auto",
+                 show_default=True, help="File format; 'auto' looks at the extension and the first line."),
+    click.option("--label", default=None, help="Label column (CSV/TSV/Parquet). Default: 'label'."),
+    click.option("--dense", default=None, help="Dense (numeric) columns, comma-separated. Default: none."),
+    click.option("--categorical", default=None,
+                 help="Categorical columns, comma-separated. Default: every column but the label and dense ones."),
+    click.option("--test-data", default=None, help="A separate held-out file (same format) instead of a split."),
+    click.option("--test-fraction", type=float, default=0.2, show_default=True,
+                 help="Share of a file's rows held out, chosen by a seeded hash of the line number."),
+    click.option("--split-seed", type=int, default=0, show_default=True, help="Seed of the train/held-out split."),
+    click.option("--train-rows", type=int, default=1_000_000, show_default=True,
+                 help="Synthetic data: training rows."),
+    click.option("--test-rows", type=int, default=200_000, show_default=True,
+                 help="Synthetic data: held-out rows."),
+    click.option("--synth-seed", type=int, default=0, show_default=True, help="Synthetic data: generator seed."),
+    click.option("--on-bad-line", type=click.Choice(["skip", "stop"]), default="skip", show_default=True,
+                 help="Malformed lines: skip them (counted, reported with line numbers) or stop at the first."),
+    click.option("--max-bad-fraction", type=float, default=0.01, show_default=True,
+                 help="With --on-bad-line skip: stop when more than this share of lines is malformed."),
+])
+
+
+def train_config(kw: dict[str, Any]) -> TrainConfig:
+    caps = []
+    for item in kw.pop("table_capacity", ()) or ():
+        name, sep, rows = str(item).partition("=")
+        if not sep or not rows.strip().isdigit():
+            raise click.BadParameter(f"--table-capacity expects TABLE=ROWS, got {item!r}")
+        caps.append((name.strip(), int(rows)))
+    return TrainConfig(
+        batch_size=kw.pop("batch_size"), epochs=kw.pop("epochs"), embedding_dim=kw.pop("embedding_dim"),
+        bottom=parse_ints(kw.pop("bottom"), "--bottom"), top=parse_ints(kw.pop("top"), "--top"),
+        lr_dense=kw.pop("lr_dense"), lr_embedding=kw.pop("lr_embedding"), capacity=kw.pop("capacity"),
+        capacities=tuple(caps), seed=kw.pop("seed"), threads=kw.pop("threads"),
+    )
+
+
+def data_spec(kw: dict[str, Any]) -> DataSpec:
+    label, dense, categorical = kw.pop("label"), kw.pop("dense"), kw.pop("categorical")
+    schema = None
+    if label or dense or categorical:
+        schema = _schema_from_options(kw["data_source"], kw["fmt"], label, dense, categorical)
+    return DataSpec(
+        source=kw.pop("data_source"), fmt=kw.pop("fmt"), schema=schema, test_path=kw.pop("test_data"),
+        test_fraction=kw.pop("test_fraction"), split_seed=kw.pop("split_seed"), train_rows=kw.pop("train_rows"),
+        test_rows=kw.pop("test_rows"), synth_seed=kw.pop("synth_seed"),
+        bad_lines=BadLinePolicy(on_error=kw.pop("on_bad_line"), max_fraction=kw.pop("max_bad_fraction")),
+    )
+
+
+def _schema_from_options(path: str, fmt: str, label: str | None, dense: str | None,
+                         categorical: str | None) -> Schema:
+    from shark.data.source import infer_schema
+
+    def split(text: str | None) -> tuple[str, ...]:
+        return tuple(c.strip() for c in (text or "").split(",") if c.strip())
+
+    label = label or "label"
+    dense_cols = split(dense)
+    if categorical:
+        cat_cols = split(categorical)
+    else:
+        header = infer_schema(path, fmt)
+        cols = [header.label, *header.dense, *header.categorical]
+        cat_cols = tuple(c for c in cols if c != label and c not in dense_cols)
+    return Schema(label=label, dense=dense_cols, categorical=cat_cols)

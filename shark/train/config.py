@@ -1,0 +1,52 @@
+"""Run configuration: frozen, validated at construction."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = 1024
+    epochs: int = 1
+    embedding_dim: int = 16
+    bottom: tuple[int, ...] = (64,)
+    top: tuple[int, ...] = (256, 128)
+    lr_dense: float = 1e-3  # Adam on the MLPs
+    lr_embedding: float = 0.05  # row-wise Adagrad on the tables
+    init_scale: float = 0.05  # embedding rows start uniform in [-init_scale, init_scale]
+    capacity: int = 1 << 18  # default rows per table (hashing trick)
+    capacities: tuple[tuple[str, int], ...] = ()  # per-table overrides, e.g. (("C3", 1 << 20),)
+    seed: int = 0
+    threads: int = 2
+    eval_batch_size: int = 8192
+    prefetch: int = 4  # batches parsed ahead in a background thread (0 = off)
+
+    def __post_init__(self) -> None:
+        checks = {
+            "batch_size": self.batch_size >= 1,
+            "epochs": self.epochs >= 1,
+            "embedding_dim": self.embedding_dim >= 1,
+            "lr_dense": self.lr_dense > 0,
+            "lr_embedding": self.lr_embedding > 0,
+            "init_scale": self.init_scale >= 0,
+            "capacity": 1 <= self.capacity <= 2**40,
+            "threads": self.threads >= 1,
+            "eval_batch_size": self.eval_batch_size >= 1,
+            "prefetch": self.prefetch >= 0,
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"invalid training setting(s): {', '.join(f'{k}={getattr(self, k)!r}' for k in bad)}")
+        for name, cap in self.capacities:
+            if not 1 <= int(cap) <= 2**40:
+                raise ValueError(f"invalid capacity {cap!r} for table {name!r}")
+
+    def capacity_of(self, table: str) -> int:
+        return dict(self.capacities).get(table, self.capacity)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["capacities"] = dict(self.capacities)
+        return d

@@ -1,0 +1,120 @@
+"""Where a run's batches come from: the synthetic generator, or a file split into train and held-out rows.
+
+A file is split by a seeded hash of each row's line number (`shark.data.split.test_mask`), so the split does not
+depend on the batch size or on which malformed lines were skipped; held-out rows are read in a second pass over
+the file rather than buffered, so memory stays bounded by the batch size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shark.data.bad_lines import BadLinePolicy, ReadReport
+from shark.data.batch import RawBatch
+from shark.data.schema import CRITEO_SCHEMA, Schema
+from shark.data.source import infer_schema, open_source
+from shark.data.split import test_mask
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    source: str = "synthetic"  # "synthetic" or a path (Criteo TSV, CSV/TSV with header, Parquet; .gz ok)
+    fmt: str = "auto"
+    schema: Schema | None = None  # None: Criteo layout, or inferred from the header
+    test_path: str | None = None  # a separate held-out file instead of a split
+    test_fraction: float = 0.2
+    split_seed: int = 0
+    train_rows: int = 1_000_000  # synthetic only
+    test_rows: int = 200_000  # synthetic only
+    synth_seed: int = 0
+    bad_lines: BadLinePolicy = field(default_factory=BadLinePolicy)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+        if self.train_rows < 1 or self.test_rows < 1:
+            raise ValueError("train_rows and test_rows must be >= 1")
+
+    @property
+    def synthetic(self) -> bool:
+        return self.source == "synthetic"
+
+
+class DataPlan:
+    """Train and held-out batch streams for one run, plus what the summary should say about the data."""
+
+    def __init__(self, spec: DataSpec, batch_size: int, eval_batch_size: int) -> None:
+        self.spec = spec
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.reports: dict[str, ReadReport] = {}
+        if spec.synthetic:
+            from shark.data.synthetic import SynthConfig, SyntheticCriteo
+
+            self.generator = SyntheticCriteo(SynthConfig(seed=spec.synth_seed))
+            self.schema = CRITEO_SCHEMA
+        else:
+            self.generator = None
+            self.schema = spec.schema or infer_schema(spec.source, spec.fmt)
+
+    @property
+    def n_dense(self) -> int:
+        return len(self.schema.dense)
+
+    @property
+    def table_names(self) -> list[str]:
+        return list(self.schema.categorical)
+
+    @property
+    def train_rows_hint(self) -> int | None:
+        return self.spec.train_rows if self.spec.synthetic else None
+
+    def _read(self, path: str, role: str, batch_size: int) -> Iterator[RawBatch]:
+        report = ReadReport(path=path)
+        self.reports[role] = report
+        return open_source(path, fmt=self.spec.fmt, schema=self.schema, batch_size=batch_size,
+                           policy=self.spec.bad_lines, report=report)
+
+    def _split(self, batches: Iterator[RawBatch], want_test: bool) -> Iterator[RawBatch]:
+        for raw in batches:
+            mask = test_mask(raw.lines, self.spec.split_seed, self.spec.test_fraction)
+            part = raw.take(mask if want_test else ~mask)
+            if len(part):
+                yield part
+
+    def train_batches(self) -> Iterator[RawBatch]:
+        if self.generator is not None:
+            return self.generator.batches(self.spec.train_rows, self.batch_size, split="train")
+        batches = self._read(self.spec.source, "train", self.batch_size)
+        return batches if self.spec.test_path else self._split(batches, want_test=False)
+
+    def test_batches(self) -> Iterator[RawBatch]:
+        if self.generator is not None:
+            return self.generator.batches(self.spec.test_rows, self.eval_batch_size, split="test")
+        if self.spec.test_path:
+            return self._read(self.spec.test_path, "test", self.eval_batch_size)
+        return self._split(self._read(self.spec.source, "test", self.eval_batch_size), want_test=True)
+
+    def describe(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"source": self.spec.source, "label": self.schema.label,
+                             "dense": list(self.schema.dense), "categorical": list(self.schema.categorical)}
+        if self.generator is not None:
+            d.update(train_rows=self.spec.train_rows, test_rows=self.spec.test_rows, seed=self.spec.synth_seed)
+        else:
+            d.update(test_path=self.spec.test_path, test_fraction=None if self.spec.test_path else
+                     self.spec.test_fraction, split_seed=self.spec.split_seed)
+        d["read_reports"] = {role: {**r.to_dict(), "summary": r.summary()} for role, r in self.reports.items()}
+        return d
+
+    def teacher(self) -> dict[str, Any] | None:
+        """The synthetic teacher's own held-out AUC (the ceiling any model can reach) and its field ranking."""
+        if self.generator is None:
+            return None
+        return {"auc": self.generator.teacher_auc(self.spec.test_rows, split="test")}
+
+
+def source_label(spec: DataSpec) -> str:
+    return "synthetic" if spec.synthetic else Path(spec.source).name

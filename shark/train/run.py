@@ -1,0 +1,103 @@
+"""One training run end to end: data plan -> trainer -> progressive + held-out metrics -> summary dict."""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from shark import __version__
+from shark.train.config import TrainConfig
+from shark.train.data_plan import DataPlan, DataSpec
+from shark.train.local import LocalTrainer
+
+
+@dataclass(frozen=True)
+class RunResult:
+    summary: dict[str, Any]  # JSON-serialisable
+    trainer: LocalTrainer  # the trained model and store, for callers that go on (scoring, pruning, tests)
+
+
+def run_local(config: TrainConfig, spec: DataSpec, progress: bool = True) -> RunResult:
+    started = time.time()
+    plan = DataPlan(spec, config.batch_size, config.eval_batch_size)
+    trainer = LocalTrainer(config, plan.n_dense, plan.table_names)
+    epochs: list[dict[str, Any]] = []
+    for epoch in range(config.epochs):
+        hint = plan.train_rows_hint
+        bar = tqdm(total=hint, unit="ex", unit_scale=True, desc=f"train {epoch + 1}/{config.epochs}",
+                   disable=not progress, dynamic_ncols=True, mininterval=0.5)
+        seen = {"batches": 0}
+
+        def on_batch(n: int, log, bar=bar, seen=seen) -> None:
+            bar.update(n)
+            seen["batches"] += 1
+            if seen["batches"] % 50 == 0:
+                # Logloss of the recent stretch is cheap; exact AUC waits for the end of the pass.
+                y, p = log.arrays()
+                bar.set_postfix_str(f"logloss {_tail_logloss(y, p):.4f}")
+
+        log = trainer.fit(plan.train_batches(), on_batch=on_batch)
+        bar.close()
+        epochs.append({"epoch": epoch + 1, "progressive": log.summary()})
+    with tqdm(total=None, unit="ex", unit_scale=True, desc="held-out", disable=not progress,
+              dynamic_ncols=True, mininterval=0.5) as bar:
+        test_log = trainer.evaluate(_counting(plan.test_batches(), bar))
+    summary: dict[str, Any] = {
+        "engine": "local",
+        "shark_version": __version__,
+        "config": config.to_dict(),
+        "data": plan.describe(),
+        "train": {"progressive": epochs[0]["progressive"], "epochs": epochs},
+        "test": test_log.summary(),
+        "throughput": {"train_examples": trainer.timer.examples, "train_step_seconds": round(trainer.timer.seconds, 3),
+                       "examples_per_second": round(trainer.timer.rate, 1), "threads": config.threads},
+        "model": trainer.describe_model(),
+        "environment": {"python": platform.python_version(), "torch": torch.__version__,
+                        "machine": platform.machine()},
+    }
+    teacher = plan.teacher()
+    if teacher is not None:
+        summary["teacher"] = teacher
+        summary["test"]["auc_gap_to_teacher"] = teacher["auc"] - summary["test"]["auc"]
+    summary["elapsed_seconds"] = round(time.time() - started, 2)
+    return RunResult(summary=summary, trainer=trainer)
+
+
+def _counting(batches, bar):
+    for raw in batches:
+        bar.update(len(raw))
+        yield raw
+
+
+def _tail_logloss(y, p, n: int = 20_000) -> float:
+    from shark.metrics import logloss
+
+    return logloss(y[-n:], p[-n:])
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The human-readable table printed after a run."""
+    tr, te = summary["train"]["progressive"], summary["test"]
+    lines = [
+        f"engine {summary['engine']}   data {summary['data']['source']}   "
+        f"fields {len(summary['model']['fields'])}   elapsed {summary['elapsed_seconds']:.1f}s",
+        f"{'':22}{'examples':>12}{'AUC':>10}{'logloss':>10}{'pos rate':>10}",
+        f"{'progressive (train)':22}{tr['examples']:>12,}{tr['auc']:>10.4f}{tr['logloss']:>10.4f}"
+        f"{tr['positive_rate']:>10.4f}",
+        f"{'held-out':22}{te['examples']:>12,}{te['auc']:>10.4f}{te['logloss']:>10.4f}{te['positive_rate']:>10.4f}",
+    ]
+    if "teacher" in summary:
+        lines.append(f"{'teacher (ceiling)':22}{'':>12}{summary['teacher']['auc']:>10.4f}"
+                     f"      gap {te['auc_gap_to_teacher']:+.4f}")
+    thr = summary["throughput"]
+    lines.append(f"throughput {thr['examples_per_second']:,.0f} examples/s in train steps "
+                 f"({thr['threads']} torch threads)")
+    for role, rep in summary["data"].get("read_reports", {}).items():
+        if rep.get("rows_bad"):
+            lines.append(f"{role} pass: {rep['summary']}")
+    return "\n".join(lines)
