@@ -71,3 +71,15 @@ class ScoreLog:
             "positive_rate": float(y.mean()) if y.size else float("nan"),
             "mean_prediction": float(p.mean()) if p.size else float("nan"),
         }
+
+    def curve(self, points: int = 20) -> list[dict[str, float]]:
+        """Progressive metrics over consecutive windows of the stream (how the online model improved).
+
+        Up to `points` equal windows; each reports the examples seen at its end and its own AUC and logloss."""
+        y, p = self.arrays()
+        if y.size == 0:
+            return []
+        edges = np.unique(np.linspace(0, y.size, min(points, y.size) + 1).astype(np.int64))
+        return [{"examples": int(hi), "auc": auc(y[lo:hi], p[lo:hi]), "logloss": logloss(y[lo:hi], p[lo:hi])}
+                for lo, hi in zip(edges[:-1], edges[1:])]
+

@@ -9,6 +9,7 @@ hits both; medians and their ratio are reported.
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -100,7 +101,7 @@ def bench_train(config: TrainConfig, spec: BenchSpec, engine: str = "local", pro
         del base
         if progress:
             print(f"repeat {r + 1}/{spec.repeats}: ours {timed_examples / ours_s[-1]:,.0f} ex/s, "
-                  f"stock torch {timed_examples / base_s[-1]:,.0f} ex/s", flush=True)
+                  f"stock torch {timed_examples / base_s[-1]:,.0f} ex/s", file=sys.stderr, flush=True)
     ours_rate = timed_examples / statistics.median(ours_s)
     base_rate = timed_examples / statistics.median(base_s)
     return {

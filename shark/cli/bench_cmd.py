@@ -22,7 +22,7 @@ def bench() -> None:
 @click.option("--warmup-batches", type=int, default=5, show_default=True, help="Untimed batches per repeat.")
 @model_options
 @click.option("--json-out", type=click.Path(dir_okay=False), default=None, help="Write the JSON result here.")
-@click.option("--json", "json_stdout", is_flag=True, help="Print the JSON result to stdout after the table.")
+@click.option("--json", "json_stdout", is_flag=True, help="Print the JSON result to stdout (the table then goes to stderr).")
 def train(engine: str, rows: int, repeats: int, warmup_batches: int, json_out: str | None, json_stdout: bool,
           **kw) -> None:
     """Training throughput (examples/s) on synthetic data, against stock PyTorch on the same batches."""
@@ -31,5 +31,5 @@ def train(engine: str, rows: int, repeats: int, warmup_batches: int, json_out: s
     config = run_user_errors(train_config, kw, settings=True)
     spec = run_user_errors(BenchSpec, rows=rows, repeats=repeats, warmup_batches=warmup_batches, settings=True)
     result = bench_train(config, spec, engine=engine)
-    click.echo(format_bench(result))
+    click.echo(format_bench(result), err=json_stdout)  # with --json, stdout carries only the JSON
     emit_json(result, json_out, json_stdout)

@@ -17,7 +17,7 @@ from shark.cli.options import data_options, data_spec, model_options, train_conf
 @model_options
 @click.option("--json-out", type=click.Path(dir_okay=False), default=None,
               help="Write the JSON summary to this file.")
-@click.option("--json", "json_stdout", is_flag=True, help="Print the JSON summary to stdout after the table.")
+@click.option("--json", "json_stdout", is_flag=True, help="Print the JSON summary to stdout (the table then goes to stderr).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bars on stderr.")
 def train(engine: str, json_out: str | None, json_stdout: bool, progress: bool, **kw) -> None:
     """Train a DLRM and report progressive (online) and held-out AUC and logloss.
@@ -30,5 +30,5 @@ def train(engine: str, json_out: str | None, json_stdout: bool, progress: bool, 
     config = run_user_errors(train_config, kw, settings=True)
     spec = run_user_errors(data_spec, kw, settings=True)
     result = run_user_errors(run_local, config, spec, progress=progress)
-    click.echo(format_summary(result.summary))
+    click.echo(format_summary(result.summary), err=json_stdout)  # with --json, stdout carries only the JSON
     emit_json(result.summary, json_out, json_stdout)

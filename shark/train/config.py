@@ -8,7 +8,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class TrainConfig:
-    batch_size: int = 1024
+    batch_size: int = 512  # the paper's setting; 1024 trains ~25% faster at equal AUC on 1M rows, worse on 10k
     epochs: int = 1
     embedding_dim: int = 16
     bottom: tuple[int, ...] = (64,)

@@ -110,10 +110,14 @@ class DataPlan:
         return d
 
     def teacher(self) -> dict[str, Any] | None:
-        """The synthetic teacher's own held-out AUC (the ceiling any model can reach) and its field ranking."""
+        """The synthetic teacher's own held-out AUC (the ceiling any model can reach) and the true field ranking
+        (importance = the teacher's permutation importance in nats, see shark.data.synthetic.FieldInfo)."""
         if self.generator is None:
             return None
-        return {"auc": self.generator.teacher_auc(self.spec.test_rows, split="test")}
+        # group_dense: the model sees the 13 dense features as one field, so rank them as one.
+        ranking = [{"field": f.name, "role": f.role, "importance": f.importance, "duplicate_of": f.duplicate_of}
+                   for f in self.generator.field_ranking(group_dense=True)]
+        return {"auc": self.generator.teacher_auc(self.spec.test_rows, split="test"), "field_ranking": ranking}
 
 
 def source_label(spec: DataSpec) -> str:

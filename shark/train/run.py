@@ -43,7 +43,7 @@ def run_local(config: TrainConfig, spec: DataSpec, progress: bool = True) -> Run
 
         log = trainer.fit(plan.train_batches(), on_batch=on_batch)
         bar.close()
-        epochs.append({"epoch": epoch + 1, "progressive": log.summary()})
+        epochs.append({"epoch": epoch + 1, "progressive": log.summary(), "progressive_curve": log.curve()})
     with tqdm(total=None, unit="ex", unit_scale=True, desc="held-out", disable=not progress,
               dynamic_ncols=True, mininterval=0.5) as bar:
         test_log = trainer.evaluate(_counting(plan.test_batches(), bar))

@@ -100,8 +100,45 @@ def test_criteo_sample_reaches_auc_070(shared_data: Path, tmp_path: Path):
     out_json = tmp_path / "criteo.json"
     res = CliRunner().invoke(cli, ["train", "--no-progress", "--data",
                                    str(shared_data / "criteo" / "criteo_kaggle_sample.txt.gz"),
-                                   "--batch-size", "256", "--json-out", str(out_json)])
+                                   "--json-out", str(out_json)])
     assert res.exit_code == 0, res.output
     s = json.loads(out_json.read_text())
     assert s["train"]["progressive"]["examples"] + s["test"]["examples"] == 9557
     assert s["test"]["auc"] >= 0.70
+
+
+def test_json_flag_puts_only_json_on_stdout():
+    res = CliRunner().invoke(cli, ["train", "--no-progress", "--train-rows", "3000", "--test-rows", "2000",
+                                   "--batch-size", "256", "--json"])
+    assert res.exit_code == 0, res.output
+    s = json.loads(res.stdout)
+    assert s["engine"] == "local" and s["test"]["examples"] == 2000
+    assert "held-out" in res.stderr
+    ranking = s["teacher"]["field_ranking"]
+    assert {r["role"] for r in ranking} >= {"strong", "weak", "noise", "duplicate"}
+
+
+def test_bench_train_reports_both_sides_and_a_ratio(tmp_path: Path):
+    out = tmp_path / "bench.json"
+    res = CliRunner().invoke(cli, ["bench", "train", "--rows", "6000", "--repeats", "1", "--batch-size", "512",
+                                   "--capacity", "65536", "--json-out", str(out)])
+    assert res.exit_code == 0, res.output
+    r = json.loads(out.read_text())
+    assert r["examples_per_second"]["ours"] > 0 and r["examples_per_second"]["baseline"] > 0
+    assert r["ratio_ours_over_baseline"] == pytest.approx(
+        r["examples_per_second"]["ours"] / r["examples_per_second"]["baseline"], rel=0.01)
+    assert "ratio ours/baseline" in res.output
+
+
+def test_data_synth_writes_criteo_tsv_that_trains(tmp_path: Path):
+    path, truth = tmp_path / "synth.tsv.gz", tmp_path / "truth.json"
+    res = CliRunner().invoke(cli, ["data", "synth", str(path), "--rows", "4000", "--truth", str(truth),
+                                   "--teacher-rows", "5000", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    with gzip.open(path, "rt") as f:
+        first = f.readline().rstrip("\n").split("\t")
+    assert len(first) == 40
+    assert 0.75 <= json.loads(truth.read_text())["teacher_auc"] <= 0.85
+    res = _train(["--data", str(path)])
+    assert res.exit_code == 0, res.output
+    assert "held-out" in res.output

@@ -18,18 +18,7 @@ from shark.data.criteo import read_criteo
 from shark.data.errors import DataError
 from shark.data.hashing import parse_hex
 from shark.data.tabular import _hex_keys
-
-
-def shared_data() -> Path:
-    env = os.environ.get("SHARK_SHARED_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-
-
-def shared_file(rel: str) -> Path:
-    path = shared_data() / rel
-    if not shared_data().is_dir():
-        pytest.skip(f"shared sample data folder {shared_data()} is absent (set SHARK_SHARED_DATA)")
-    return path
+from tests.shared_data import shared_file
 
 
 def read_all(batches) -> RawBatch:

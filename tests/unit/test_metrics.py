@@ -45,3 +45,15 @@ def test_score_log_accumulates_chunks():
     log.add(np.array([1, 0]), np.array([0.7, 0.4]))
     s = log.summary()
     assert s["examples"] == 4 and s["auc"] == 1.0 and s["positive_rate"] == 0.5
+
+
+def test_score_log_curve_windows_cover_the_stream():
+    rng = np.random.default_rng(2)
+    log = ScoreLog()
+    for _ in range(10):
+        y = rng.integers(0, 2, 100)
+        log.add(y, np.clip(y * 0.6 + rng.random(100) * 0.4, 0, 1))
+    curve = log.curve(points=4)
+    assert [c["examples"] for c in curve] == [250, 500, 750, 1000]
+    y, p = log.arrays()
+    assert curve[0]["auc"] == pytest.approx(auc(y[:250], p[:250]))

@@ -19,19 +19,12 @@ from shark.data.hashing import hash_strings
 from shark.data.schema import CRITEO_SCHEMA, Schema
 from shark.data.source import detect_format, infer_schema, open_source
 from shark.data.tabular import read_table
+from tests.shared_data import shared_file
 
 FRAPPE = Schema("label", (), ("user", "item", "daytime", "weekday", "isweekend", "homework", "cost", "weather",
                               "country", "city"))
 CRITEO_45K = Schema("label", tuple(f"I{i}" for i in range(1, 14)), ("C6", "C9", "C14", "C17", "C20", "C22", "C23"))
 SMALL = Schema("label", ("x", "y"), ("city", "code"))
-
-
-def shared_file(rel: str) -> Path:
-    env = os.environ.get("SHARK_SHARED_DATA")
-    root = Path(env) if env else Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-    if not root.is_dir():
-        pytest.skip(f"shared sample data folder {root} is absent (set SHARK_SHARED_DATA)")
-    return root / rel
 
 
 def read_all(batches) -> RawBatch:

@@ -103,58 +103,58 @@ def _c(name: str, card: int, s: float, role: str = "noise", scale: float = 0.0, 
 # (C3/C4/C12/C16/C21/C24 are missing together at ~3.4%, C19/C20/C25/C26 at ~45%). Strong fields have low or
 # mid cardinality so a model trained on ~1M rows can learn them; high-cardinality fields are weak or noise.
 DEFAULT_CAT: tuple[CatSpec, ...] = (
-    _c("C1", 1460, 1.2, "strong", 0.6),
-    _c("C2", 583, 1.0, "strong", 0.6),
-    _c("C3", 5_000_000, 1.0, "weak", 0.25, 0.034, 1),
-    _c("C4", 2_000_000, 1.05, "weak", 0.2, 0.034, 1),
-    _c("C5", 305, 1.5, "weak", 0.2),
-    _c("C6", 24, 1.0, "strong", 0.5, 0.126),
-    _c("C7", 12517, 0.9, "weak", 0.2),
+    _c("C1", 1460, 1.2, "strong", 0.55),
+    _c("C2", 583, 1.0, "strong", 0.55),
+    _c("C3", 5_000_000, 1.0, "weak", 0.13, 0.034, 1),
+    _c("C4", 2_000_000, 1.05, "weak", 0.1, 0.034, 1),
+    _c("C5", 305, 1.5, "weak", 0.1),
+    _c("C6", 24, 1.0, "strong", 0.45, 0.126),
+    _c("C7", 12517, 0.9, "weak", 0.1),
     _c("C8", 633, 1.5),
     _c("C9", 3, 1.0, "duplicate", dup="C6"),  # coarsening of C6
-    _c("C10", 93145, 1.05, "weak", 0.2),
-    _c("C11", 5683, 0.95, "weak", 0.25),
+    _c("C10", 93145, 1.05, "weak", 0.1),
+    _c("C11", 5683, 0.95, "weak", 0.13),
     _c("C12", 5_000_000, 1.0, "duplicate", dup="C3"),  # relabelling of C3
-    _c("C13", 3194, 1.0, "weak", 0.2),
-    _c("C14", 27, 1.1, "strong", 0.55),
+    _c("C13", 3194, 1.0, "weak", 0.1),
+    _c("C14", 27, 1.1, "strong", 0.5),
     _c("C15", 14992, 1.0),
     _c("C16", 500_000, 1.0, "duplicate", dup="C4"),  # coarsening of C4
-    _c("C17", 10, 1.2, "strong", 0.5),
-    _c("C18", 5652, 1.0, "weak", 0.15),
-    _c("C19", 2173, 1.1, "weak", 0.25, 0.451, 2),
+    _c("C17", 10, 1.2, "strong", 0.45),
+    _c("C18", 5652, 1.0, "weak", 0.08),
+    _c("C19", 2173, 1.1, "weak", 0.13, 0.451, 2),
     _c("C20", 4, 0.3, "noise", 0.0, 0.451, 2),
     _c("C21", 4_000_000, 1.0, "noise", 0.0, 0.034, 1),
     _c("C22", 18, 1.5, "noise", 0.0, 0.797),
-    _c("C23", 15, 1.3, "weak", 0.3),
-    _c("C24", 286_181, 1.0, "weak", 0.15, 0.034, 1),
+    _c("C23", 15, 1.3, "weak", 0.15),
+    _c("C24", 286_181, 1.0, "weak", 0.08, 0.034, 1),
     _c("C25", 105, 1.0, "duplicate", dup="C19"),  # coarsening of C19
     _c("C26", 142_572, 1.0, "noise", 0.0, 0.451, 2),
 )
 
 # Log-normal parameters, zero and missing rates follow the Criteo sample's medians / 90th percentiles.
 DEFAULT_DENSE: tuple[DenseSpec, ...] = (
-    DenseSpec("I1", 0.7, 1.2, zero=0.45, missing=0.455, role="weak", scale=0.2, missing_group=3),
+    DenseSpec("I1", 0.7, 1.2, zero=0.45, missing=0.455, role="weak", scale=0.17, missing_group=3),
     DenseSpec("I2", 1.5, 2.2, zero=0.18, negative=0.10),
-    DenseSpec("I3", 2.0, 1.4, zero=0.01, missing=0.206, role="weak", scale=0.15, missing_group=4),
+    DenseSpec("I3", 2.0, 1.4, zero=0.01, missing=0.206, role="weak", scale=0.13, missing_group=4),
     DenseSpec("I4", 1.5, 1.0, zero=0.07, missing=0.209, missing_group=4),
-    DenseSpec("I5", 8.0, 1.9, zero=0.02, missing=0.042, role="weak", scale=0.2, curve=0.15),
-    DenseSpec("I6", 3.6, 1.7, zero=0.07, missing=0.25, role="strong", scale=0.4),
-    DenseSpec("I7", 1.6, 1.5, zero=0.25, missing=0.049, role="weak", scale=0.2, missing_group=5),
+    DenseSpec("I5", 8.0, 1.9, zero=0.02, missing=0.042, role="weak", scale=0.17, curve=0.1),
+    DenseSpec("I6", 3.6, 1.7, zero=0.07, missing=0.25, role="strong", scale=0.35),
+    DenseSpec("I7", 1.6, 1.5, zero=0.25, missing=0.049, role="weak", scale=0.17, missing_group=5),
     DenseSpec("I8", 2.0, 1.1, zero=0.12),
-    DenseSpec("I9", 3.7, 1.5, zero=0.03, missing=0.049, role="weak", scale=0.15, curve=0.1, missing_group=5),
+    DenseSpec("I9", 3.7, 1.5, zero=0.03, missing=0.049, role="weak", scale=0.13, curve=0.06, missing_group=5),
     DenseSpec("I10", 0.3, 0.4, zero=0.49, missing=0.455, missing_group=3),
-    DenseSpec("I11", 0.8, 1.0, zero=0.26, missing=0.049, role="strong", scale=0.4, curve=0.15, missing_group=5),
+    DenseSpec("I11", 0.8, 1.0, zero=0.26, missing=0.049, role="strong", scale=0.35, curve=0.1, missing_group=5),
     DenseSpec("I12", 0.5, 1.0, zero=0.74, missing=0.776),
-    DenseSpec("I13", 1.7, 1.1, zero=0.06, missing=0.209, role="weak", scale=0.2, missing_group=4),
+    DenseSpec("I13", 1.7, 1.1, zero=0.06, missing=0.209, role="weak", scale=0.17, missing_group=4),
 )
 
 # (field a, field b, std of the pair's term in logit units) for low-rank interactions <u_a[x_a], u_b[x_b]>.
 DEFAULT_INTERACTIONS: tuple[tuple[str, str, float], ...] = (
-    ("C1", "C2", 0.35),
-    ("C2", "C14", 0.3),
-    ("C6", "C17", 0.3),
-    ("C1", "C23", 0.25),
-    ("C5", "C17", 0.25),
+    ("C6", "C17", 0.08),
+    ("C14", "C17", 0.06),
+    ("C6", "C23", 0.06),
+    ("C2", "C14", 0.06),
+    ("C1", "C2", 0.05),
 )
 
 
@@ -181,8 +181,8 @@ class SynthConfig:
     interaction_rank: int = 4  # k of the latent vectors u (a DLRM with dim >= k can represent the dot products)
     positive_rate: float = 0.25
     signal_scale: float = 1.0
-    tail_signal: float = 0.25
-    head_min_snr: float = 4.0
+    tail_signal: float = 0.15
+    head_min_snr: float = 8.0
     reference_rows: int = 1_000_000
     interaction_scale: float = 1.0
     dense_scale: float = 1.0

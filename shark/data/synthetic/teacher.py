@@ -5,12 +5,14 @@ logit = bias
       + sum over dense fields d of scale_d * z_d + curve_d * (z_d^2 - 1) / sqrt(2)
       + sum over configured pairs (a, b) of w_ab / sqrt(k) * <u_a(x_a), u_b(x_b)>
 
-effect_f(v) for a head value (frequent enough to be learnable, see SynthConfig.head_min_snr) comes from a stored N(0, 1) draw, normalised so that over
-the field's head distribution it has mean 0 and std 1, times scale_f. A tail value's effect is a hash-derived
-N(0, 1)-like number times scale_f * tail_signal: rare values carry a little signal that a model which drops or
-coarsely quantises rare rows loses. A missing value has its own effect. Latent vectors u (k dims) are built the
-same way (centred per dimension, so the pair terms carry no main effect). z_d is the standardised
-sign(x) log1p(|x|) with missing read as 0, exactly what `log_transform` feeds the model.
+effect_f(v) for a head value (frequent enough to be learnable, see SynthConfig.head_min_snr) comes from a stored
+N(0, 1) draw, normalised so that over the field's head distribution it has mean 0 and std 1, times scale_f.
+A tail value's effect is a hash-derived N(0, 1)-like number times scale_f * tail_signal: rare values carry a
+little signal that a model which drops or coarsely quantises rare rows loses. A missing value has its own effect.
+Latent vectors u (k dims) are built the same way (centred and scaled per dimension, so the pair terms carry no
+main effect). z_d is the standardised sign(x) log1p(|x|) with missing read as 0, exactly what `log_transform`
+feeds the model (standardisation constants and the bias come from a calibration sample of the seed's own data).
+All scales are multiplied by SynthConfig.signal_scale (and dense_scale / interaction_scale).
 Noise and duplicate fields are not read at all: noise values are independent of the label, and a duplicate holds
 no information beyond its source.
 """
@@ -138,19 +140,18 @@ class Teacher:
         dterms = self.w_lin * z + self.w_curve * (z * z - np.float32(1.0))
         return TeacherParts(cat=cat, tail=tail, latent=latent, dense=dterms.astype(np.float32))
 
-    def pair_terms(self, latent: dict[int, np.ndarray]) -> np.ndarray:
+    def pair_terms(self, parts: TeacherParts) -> np.ndarray:
         """(B, P) float32 interaction terms, one column per configured pair."""
-        b = next(iter(latent.values())).shape[0] if latent else 0
-        out = np.zeros((b, len(self.pairs)), dtype=np.float32)
+        out = np.zeros((len(parts), len(self.pairs)), dtype=np.float32)
         for j, (fa, fb, w) in enumerate(self.pairs):
-            out[:, j] = np.float32(w) * np.einsum("bk,bk->b", latent[fa], latent[fb])
+            out[:, j] = np.float32(w) * np.einsum("bk,bk->b", parts.latent[fa], parts.latent[fb])
         return out
 
     def logit(self, parts: TeacherParts) -> np.ndarray:
         """(B,) float32 logit."""
         s = parts.cat.sum(axis=1) + parts.dense.sum(axis=1) + np.float32(self.bias)
         if self.pairs:
-            s += self.pair_terms(parts.latent).sum(axis=1)
+            s += self.pair_terms(parts).sum(axis=1)
         return s.astype(np.float32)
 
 

@@ -17,10 +17,11 @@ _SHIFTS = np.arange(28, -4, -4, dtype=np.uint32)  # nibbles, most significant fi
 
 
 def hex8(keys: np.ndarray) -> np.ndarray:
-    """(N,) uint64 keys -> (N,) 'S8' lowercase hex of the low 32 bits."""
-    k = (np.asarray(keys, dtype=np.uint64) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
-    chars = _HEX[(k[:, None] >> _SHIFTS) & np.uint32(0xF)]  # (N, 8) uint8
-    return np.ascontiguousarray(chars).view("S8").reshape(-1)
+    """uint64 keys of any shape -> 'S8' lowercase hex of their low 32 bits, same shape."""
+    k = np.asarray(keys, dtype=np.uint64)
+    low = (k & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    chars = _HEX[(low[..., None] >> _SHIFTS) & np.uint32(0xF)]  # (..., 8) uint8
+    return np.ascontiguousarray(chars).view("S8").reshape(k.shape)
 
 
 def format_tsv(raw: RawBatch) -> memoryview:
@@ -34,9 +35,10 @@ def format_tsv(raw: RawBatch) -> memoryview:
         miss = np.isnan(x)
         ints = np.where(miss, 0, x).astype(np.int64)
         cols.append(pc.cast(pa.array(ints, mask=miss), pa.string()).cast(pa.binary()))
+    hexes = hex8(raw.keys.T)  # (C, N): one contiguous row per column
+    missing = raw.keys.T == MISSING_KEY
     for j in range(raw.keys.shape[1]):
-        k = raw.keys[:, j]
-        cols.append(pa.array(hex8(k), type=pa.binary(), mask=k == MISSING_KEY))
+        cols.append(pa.array(hexes[j], type=pa.binary(), mask=missing[j]))
     opts = pc.JoinOptions(null_handling="replace", null_replacement="")
     line = pc.binary_join_element_wise(*cols, pa.scalar(b"\t", pa.binary()), options=opts)
     line = pc.binary_join_element_wise(line, pa.scalar(b"", pa.binary()), pa.scalar(b"\n", pa.binary()))
