@@ -54,25 +54,32 @@ class LocalTrainer:
             self.store.drop_table(name)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.lr_dense)
 
-    def _rows(self, ids: np.ndarray, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, T_all) ids of every table in the data -> (unique rows, (B, T_active, d) rows of active tables)."""
+    def _rows(self, ids: np.ndarray, train: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, T_all) ids of every table in the data -> (unique rows (U,), inverse (B, T), looked-up rows
+        (B, T, d) of the active tables). In training the looked-up rows are the autograd leaf: their gradient
+        is the per-example gradient g_i(x) that F-Permutation needs."""
         cols = [self._column[t] for t in self.store.names]
         rows, inverse, emb_u = self.store.pull(ids[:, cols], create=train)
+        emb = emb_u[inverse]
         if train:
-            emb_u.requires_grad_(True)
-        return rows, emb_u, emb_u[inverse]
+            emb.requires_grad_(True)
+        return rows, inverse, emb
 
     def train_step(self, batch: Batch) -> np.ndarray:
         """One update. Returns the batch's click probabilities as scored before the update, (B,)."""
         self.model.train()
-        rows, emb_u, emb = self._rows(batch.ids, train=True)
+        rows, inverse, emb = self._rows(batch.ids, train=True)
         labels = torch.from_numpy(batch.labels)
         logits = self.model(torch.from_numpy(batch.dense), emb)
         loss = F.binary_cross_entropy_with_logits(logits, labels)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        self.store.push(rows, emb_u.grad)
+        # Segment-sum per unique row with index_add_, which is deterministic on CPU (autograd's accumulate
+        # through emb_u[inverse] is not with 2 threads: runs then differ in the last digits).
+        d = emb.shape[-1]
+        grads = torch.zeros(rows.shape[0], d).index_add_(0, inverse.reshape(-1), emb.grad.reshape(-1, d))
+        self.store.push(rows, grads)
         return torch.sigmoid(logits.detach()).numpy()
 
     @torch.no_grad()
