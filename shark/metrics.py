@@ -62,6 +62,19 @@ class ScoreLog:
             return np.zeros(0, np.float32), np.zeros(0, np.float32)
         return np.concatenate(self._labels), np.concatenate(self._probs)
 
+    def tail(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The last n (labels, probabilities), touching only the chunks that hold them."""
+        ys, ps, k = [], [], 0
+        for y, p in zip(reversed(self._labels), reversed(self._probs)):
+            if k >= n:
+                break
+            ys.append(y)
+            ps.append(p)
+            k += y.size
+        if not ys:
+            return np.zeros(0, np.float32), np.zeros(0, np.float32)
+        return np.concatenate(ys[::-1])[-n:], np.concatenate(ps[::-1])[-n:]
+
     def summary(self) -> dict[str, float]:
         y, p = self.arrays()
         return {

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from shark.cli.common import config_option, emit_json, run_user_errors
+from shark.cli.common import config_option, run_user_errors
 
 
 @click.group()

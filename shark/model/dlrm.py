@@ -10,7 +10,7 @@ dot product per pair (i, j), i > j, of active fields in field order (the strict 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn

@@ -70,7 +70,12 @@ class DataPlan:
 
     @property
     def train_rows_hint(self) -> int | None:
+        """Rows per training pass when known in advance (for progress bars)."""
         return self.spec.train_rows if self.spec.synthetic else None
+
+    @property
+    def test_rows_hint(self) -> int | None:
+        return self.spec.test_rows if self.spec.synthetic else None
 
     def _read(self, path: str, role: str, batch_size: int) -> Iterator[RawBatch]:
         report = ReadReport(path=path)

@@ -57,3 +57,7 @@ def test_score_log_curve_windows_cover_the_stream():
     assert [c["examples"] for c in curve] == [250, 500, 750, 1000]
     y, p = log.arrays()
     assert curve[0]["auc"] == pytest.approx(auc(y[:250], p[:250]))
+    ty, tp = log.tail(250)
+    np.testing.assert_array_equal(ty, y[-250:])
+    np.testing.assert_array_equal(tp, p[-250:])
+    assert log.tail(5000)[0].size == 1000
