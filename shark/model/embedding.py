@@ -13,15 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from shark.data.hashing import hash_strings, mix64
-
-
-def hashed_uniform(global_rows: np.ndarray, dim: int, scale: float, seed: int) -> np.ndarray:
-    """(N,) uint64 row keys -> (N, dim) float32 uniform in [-scale, scale), deterministic per (seed, row)."""
-    keys = np.asarray(global_rows, dtype=np.uint64)[:, None] * np.uint64(dim) + np.arange(dim, dtype=np.uint64)
-    bits = mix64(keys ^ mix64(np.uint64(seed)))
-    unit = (bits >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))  # [0, 1)
-    return ((unit * 2.0 - 1.0) * scale).astype(np.float32)
+from shark.row_init import hashed_uniform, row_keys, table_salts
 
 
 class EmbeddingStore:
@@ -41,7 +33,7 @@ class EmbeddingStore:
         self.weight = torch.from_numpy(np.zeros((n, self.dim), dtype=np.float32))
         self.state = torch.from_numpy(np.zeros(n, dtype=np.float32))  # row-wise Adagrad: sum of mean g^2
         self.touched = np.zeros(n, dtype=bool)
-        self._table_keys = hash_strings(np.asarray(self.names))  # (T,) init salt per table name
+        self._table_keys = table_salts(self.names)  # (T,) init salt per table name
 
     def global_ids(self, ids: np.ndarray) -> np.ndarray:
         """(B, T) per-table row ids -> (B, T) rows of the concatenated store."""
@@ -67,7 +59,7 @@ class EmbeddingStore:
         """(N,) global rows -> (N, d) their deterministic initial values, keyed by (table name, local row)."""
         table = np.searchsorted(self.offsets, global_rows, side="right") - 1
         local = (global_rows - self.offsets[table]).astype(np.uint64)
-        keys = local ^ (self._table_keys[table] << np.uint64(24))
+        keys = row_keys(self._table_keys[table], local)
         return torch.from_numpy(hashed_uniform(keys, self.dim, self.init_scale, self.seed))
 
     def push(self, rows: torch.Tensor, grads: torch.Tensor) -> None:

@@ -1,0 +1,13 @@
+"""The pure parameter-server row store: tiered (fp32/fp16/int8) rows, optimizer, idempotent pushes.
+
+Numpy only: no torch, grpc or ray imports (a test checks). Rows start from shark.row_init, the same
+deterministic values as the single-process EmbeddingStore.
+"""
+
+from ps.store.config import TableConfig
+from ps.store.errors import InvalidRequest, SeqOutOfWindow, TableExists, UnknownTable
+from ps.store.quant import TIER_FP16, TIER_FP32, TIER_INT8
+from ps.store.row_store import PushResult, RowStore
+
+__all__ = ["TableConfig", "RowStore", "PushResult", "UnknownTable", "InvalidRequest", "TableExists",
+           "SeqOutOfWindow", "TIER_FP32", "TIER_FP16", "TIER_INT8"]

@@ -1,0 +1,65 @@
+"""Row codecs for the low-precision tiers, and their rounding modes.
+
+int8: symmetric per-row, scale = max|e| / 127, q = round(e / scale) in [-127, 127]. With nearest rounding
+|q * scale - e| <= scale / 2 (plus the fp32 rounding of the product). All-zero rows get scale 0 and q 0.
+(The paper's eq. 6 divides by 255, which overflows a symmetric int8; see DESIGN section 5.)
+fp16: a cast; values beyond fp16's range are clipped to +-65504 rather than becoming inf.
+Stochastic rounding picks the upper neighbour with probability equal to the distance from the lower one, so
+E[decode(encode(x))] = x and small optimizer updates survive on average instead of vanishing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FP16_MAX = np.float32(65504.0)
+TIER_FP32, TIER_FP16, TIER_INT8 = 0, 1, 2
+TIER_NAMES = ("fp32", "fp16", "int8")
+
+
+def int8_encode(x: np.ndarray, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(N, d) float32 -> (q (N, d) int8, scale (N,) float32). rng None = nearest, else stochastic rounding."""
+    x = np.asarray(x, dtype=np.float32)
+    amax = np.abs(x).max(axis=1, initial=0.0)
+    scale = (amax / np.float32(127.0)).astype(np.float32)
+    # Subnormal rows: float32 may round the scale far down (even to 0), so e / scale would pass 127.5 and clip.
+    # One ulp up always fixes it; normal rows never need it (and keep constant rows exact at +-127).
+    low = scale.astype(np.float64) * 127.5 < amax
+    scale = np.where(low, np.nextafter(scale, np.float32(np.inf)), scale).astype(np.float32)
+    safe = np.where(scale > 0, scale, np.float32(1.0)).astype(np.float64)
+    y = x.astype(np.float64) / safe[:, None]  # |y| <= 127 (up to the rounding of scale)
+    if rng is None:
+        q = np.rint(y)
+    else:
+        q = np.floor(y + rng.random(y.shape))
+    return np.clip(q, -127, 127).astype(np.int8), scale
+
+
+def int8_decode(q: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """(N, d) int8, (N,) float32 -> (N, d) float32. An 8-bit x 24-bit product rounds once, like float64 then cast."""
+    return q.astype(np.float32) * scale[:, None]
+
+
+def fp16_encode(x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+    """(N, d) float32 -> (N, d) float16, nearest or stochastic."""
+    x = np.clip(np.asarray(x, dtype=np.float32), -FP16_MAX, FP16_MAX)
+    if rng is None:
+        return x.astype(np.float16)  # round to nearest even
+    # Normal fp16 range: fp32 carries 13 more mantissa bits than fp16. Adding uniform random bits below the kept
+    # ones and truncating rounds the magnitude up with probability = the dropped fraction (sign-magnitude, so it is
+    # unbiased for negatives too); the truncated value is exact in fp16, so the final cast does not round again.
+    # No carry can pass 65504 (its low 13 bits are 0).
+    bits = x.view(np.uint32)
+    noisy = (bits + rng.integers(0, 1 << 13, size=x.shape, dtype=np.uint32)) & np.uint32(0xFFFFE000)
+    out = noisy.view(np.float32)
+    # Subnormal fp16 range (|x| < 2^-14): a fixed step of 2^-24, rounded stochastically in float64 (exact).
+    tiny = np.abs(x) < np.float32(2.0**-14)
+    if tiny.any():
+        xt = x[tiny].astype(np.float64) * 2.0**24
+        out = out.copy()
+        out[tiny] = (np.floor(xt + rng.random(xt.shape)) * 2.0**-24).astype(np.float32)
+    return out.astype(np.float16)
+
+
+def fp16_decode(h: np.ndarray) -> np.ndarray:
+    return h.astype(np.float32)
