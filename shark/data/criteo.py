@@ -17,8 +17,9 @@ from typing import Iterator
 
 from shark.data.bad_lines import BadLinePolicy, ReadReport
 from shark.data.batch import RawBatch
+from shark.data.files import PathLike
 from shark.data.schema import CRITEO_SCHEMA
-from shark.data.tabular import DEFAULT_BLOCK_SIZE, PathLike, TextFormat, read_delimited
+from shark.data.tabular import DEFAULT_BLOCK_SIZE, TextFormat, read_delimited
 
 CRITEO_FIELDS = len(CRITEO_SCHEMA.columns)  # 40
 CRITEO_FORMAT = TextFormat("\t", quoted=False, header=False, hex_keys=True, label_values=(0.0, 1.0),

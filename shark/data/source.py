@@ -9,8 +9,9 @@ from shark.data.bad_lines import BadLinePolicy, ReadReport
 from shark.data.batch import RawBatch
 from shark.data.criteo import CRITEO_FIELDS, read_criteo
 from shark.data.errors import DataError
+from shark.data.files import PathLike, check_file, read_first_lines
 from shark.data.schema import CRITEO_SCHEMA, Schema
-from shark.data.tabular import CSV, TSV, PathLike, check_file, open_parquet, read_first_lines, read_header, read_table
+from shark.data.tabular import CSV, TSV, open_parquet, read_header, read_table
 
 FORMATS = ("auto", "criteo", "csv", "tsv", "parquet")
 _SNIFF_LINES = 10

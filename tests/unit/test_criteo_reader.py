@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 
 from shark.data.bad_lines import BadLinePolicy, ReadReport
 from shark.data.batch import MISSING_KEY, RawBatch
+from shark.data.columns import _hex_keys
 from shark.data.criteo import read_criteo
 from shark.data.errors import DataError
 from shark.data.hashing import parse_hex
-from shark.data.tabular import _hex_keys
 from tests.shared_data import shared_file
 
 
