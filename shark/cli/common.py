@@ -14,7 +14,8 @@ from shark.data.errors import DataError
 
 
 def load_config_defaults(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-    """--config FILE.toml: its [section] (named after the command) becomes the command's defaults.
+    """--config FILE.toml: the table named after the command ([train], [data.synth], [bench.train]) becomes the
+    command's defaults; a file with no such table is read as top-level keys.
 
     Options given on the command line still win. Keys use the option names with '_' or '-'."""
     if not value:
@@ -26,23 +27,29 @@ def load_config_defaults(ctx: click.Context, _param: click.Parameter, value: str
         raise click.BadParameter(f"cannot read {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise click.BadParameter(f"{path} is not valid TOML: {exc}") from None
-    section = doc.get(ctx.info_name, doc)
+    parts = ctx.command_path.split()[1:]  # "shark bench train" -> ["bench", "train"]
+    name = ".".join(parts)
+    section = doc
+    for part in parts:
+        section = section.get(part) if isinstance(section, dict) else None
+    if section is None:
+        section = doc
     if not isinstance(section, dict):
-        raise click.BadParameter(f"{path}: [{ctx.info_name}] must be a table")
+        raise click.BadParameter(f"{path}: [{name}] must be a table")
     # Keys are the long option names ("batch_size" or "batch-size" for --batch-size), mapped to parameter names.
     known = {opt[2:].replace("-", "_"): p.name for p in ctx.command.params for opt in p.opts if opt[:2] == "--"}
     settings = {k.replace("-", "_"): v for k, v in section.items() if not isinstance(v, dict)}
     unknown = sorted(set(settings) - set(known))
     if unknown:
-        raise click.BadParameter(f"{path}: unknown setting(s) for '{ctx.info_name}': {', '.join(unknown)}")
+        raise click.BadParameter(f"{path}: unknown setting(s) for '{name}': {', '.join(unknown)}")
     ctx.default_map = {**(ctx.default_map or {}), **{known[k]: v for k, v in settings.items()}}
     return value
 
 
 config_option = click.option(
     "--config", type=click.Path(dir_okay=False), callback=load_config_defaults, is_eager=True, expose_value=False,
-    help="TOML file of defaults for this command (a [train] / [synth] / [bench] table, or top-level keys named "
-         "like the options). Command-line options override it.")
+    help="TOML file of defaults for this command: a [train], [data.synth] or [bench.train] table (or top-level "
+         "keys) named like the long options. Command-line options override it.")
 
 
 def parse_ints(text: str, what: str) -> tuple[int, ...]:

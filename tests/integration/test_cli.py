@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import json
 from pathlib import Path
 
@@ -142,3 +143,11 @@ def test_data_synth_writes_criteo_tsv_that_trains(tmp_path: Path):
     res = _train(["--data", str(path)])
     assert res.exit_code == 0, res.output
     assert "held-out" in res.output
+
+
+def test_config_tables_are_per_command(tmp_path: Path):
+    cfg = tmp_path / "all.toml"
+    cfg.write_text('[train]\nbatch_size = 64\non_bad_line = "stop"\n\n[bench.train]\nrows = 123\n')
+    res = CliRunner().invoke(cli, ["bench", "train", "--config", str(cfg), "--help"])
+    assert res.exit_code == 0, res.output  # [train] keys (on_bad_line) are not applied to bench train
+    assert re.search(r"--rows.*?\[default:\s+123\]", res.output, re.S)
