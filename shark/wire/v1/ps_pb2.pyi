@@ -75,13 +75,15 @@ class PushResponse(_message.Message):
     def __init__(self, status: _Optional[_Union[PushResponse.Status, str]] = ...) -> None: ...
 
 class CreateTableRequest(_message.Message):
-    __slots__ = ("name", "dim", "capacity", "optimizer", "learning_rate", "init_scale", "seed")
+    __slots__ = ("name", "dim", "capacity", "optimizer", "learning_rate", "init_scale", "eps", "rounding", "seed")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
     OPTIMIZER_FIELD_NUMBER: _ClassVar[int]
     LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
     INIT_SCALE_FIELD_NUMBER: _ClassVar[int]
+    EPS_FIELD_NUMBER: _ClassVar[int]
+    ROUNDING_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     name: str
     dim: int
@@ -89,8 +91,10 @@ class CreateTableRequest(_message.Message):
     optimizer: str
     learning_rate: float
     init_scale: float
+    eps: float
+    rounding: str
     seed: int
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., capacity: _Optional[int] = ..., optimizer: _Optional[str] = ..., learning_rate: _Optional[float] = ..., init_scale: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., capacity: _Optional[int] = ..., optimizer: _Optional[str] = ..., learning_rate: _Optional[float] = ..., init_scale: _Optional[float] = ..., eps: _Optional[float] = ..., rounding: _Optional[str] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class CreateTableResponse(_message.Message):
     __slots__ = ("created",)

@@ -1,0 +1,156 @@
+"""ParameterServerServicer: translation only. Wire tensors -> numpy (validated by the codec), store exceptions ->
+gRPC status codes, numpy -> wire tensors. All row logic and validation live in ps.store and shark.wire.tensors."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Callable
+from typing import NoReturn, TypeVar
+
+import grpc
+import numpy as np
+
+from ps.store import InvalidRequest, RowStore, SeqOutOfWindow, TableConfig, TableExists, UnknownTable
+from shark.wire.tensors import DEFAULT_MAX_BYTES, WireError, decode_tensor, encode_tensor
+from shark.wire.v1 import ps_pb2, ps_pb2_grpc
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_INT63 = (1 << 63) - 1
+_TIER_NAMES = ("fp32", "fp16", "int8")  # RowStore.stats() reports rows_<tier> under these names
+
+
+def worker_key(worker_id: str) -> int:
+    """The wire's string worker_id -> the store's int worker id. blake2b-64 masked to 63 bits: stable across
+    processes and Python versions (unlike hash()), and exact on any str (no NUL-stripping, unlike numpy bytes
+    arrays). A collision of two incarnations (p ~ k^2 / 2^64) would only merge their seq windows."""
+    if not worker_id:
+        raise InvalidRequest("worker_id must be a non-empty string (pushes are idempotent per worker)")
+    digest = hashlib.blake2b(worker_id.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & _INT63
+
+
+def _status_of(exc: Exception) -> tuple[grpc.StatusCode, str]:
+    # Subclasses before their bases: SeqOutOfWindow and TableExists are InvalidRequests.
+    if isinstance(exc, SeqOutOfWindow):
+        return grpc.StatusCode.FAILED_PRECONDITION, str(exc)
+    if isinstance(exc, TableExists):
+        return grpc.StatusCode.ALREADY_EXISTS, str(exc)
+    if isinstance(exc, UnknownTable):
+        return grpc.StatusCode.NOT_FOUND, str(exc)
+    if isinstance(exc, (WireError, InvalidRequest)):
+        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+    # A bug of ours, not the caller's: say INTERNAL rather than let grpc report UNKNOWN.
+    log.exception("unexpected error in PS servicer")
+    return grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
+
+
+class ParameterServerServicer(ps_pb2_grpc.ParameterServerServicer):
+    """One shard's RowStore behind gRPC. A single lock serialises store calls (the store is not thread-safe);
+    decoding and encoding run outside it so that several requests' (de)serialisation overlaps."""
+
+    def __init__(self, store: RowStore, max_tensor_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.store = store
+        self.max_tensor_bytes = max_tensor_bytes  # bounds what one decoded (decompressed) tensor may allocate
+        self.lock = threading.Lock()
+
+    def _run(self, context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a status code, never UNKNOWN
+            code, message = _status_of(exc)
+        _abort(context, code, message)  # outside the except: abort raises, and must not be caught above
+
+    def _decode(self, msg: ps_pb2.Tensor, name: str, dtype: str, shape: tuple[int | None, ...]) -> np.ndarray:
+        return decode_tensor(msg, name=name, expect_dtype=dtype, expect_shape=shape, max_bytes=self.max_tensor_bytes)
+
+    # --- rows -------------------------------------------------------------------------------------------------
+    def Pull(self, request: ps_pb2.PullRequest, context: grpc.ServicerContext) -> ps_pb2.PullResponse:
+        def go() -> ps_pb2.PullResponse:
+            ids = self._decode(request.ids, "ids", "int64", (None,))
+            with self.lock:
+                rows = self.store.pull(request.table, ids)
+            return ps_pb2.PullResponse(rows=encode_tensor(rows))
+        return self._run(context, go)
+
+    def Push(self, request: ps_pb2.PushRequest, context: grpc.ServicerContext) -> ps_pb2.PushResponse:
+        def go() -> ps_pb2.PushResponse:
+            ids = self._decode(request.ids, "ids", "int64", (None,))
+            n = ids.shape[0]
+            grads = self._decode(request.grads, "grads", "float32", (n, None))  # dim is checked by the store
+            c_pos = self._decode(request.c_pos, "c_pos", "uint32", (n,))
+            c_neg = self._decode(request.c_neg, "c_neg", "uint32", (n,))
+            worker = worker_key(request.worker_id)
+            with self.lock:
+                res = self.store.push(request.table, ids, grads, c_pos, c_neg, worker_id=worker, seq=request.seq)
+            status = ps_pb2.PushResponse.STATUS_DUPLICATE if res.duplicate else ps_pb2.PushResponse.STATUS_APPLIED
+            return ps_pb2.PushResponse(status=status)
+        return self._run(context, go)
+
+    # --- tables -----------------------------------------------------------------------------------------------
+    def CreateTable(self, request: ps_pb2.CreateTableRequest,
+                    context: grpc.ServicerContext) -> ps_pb2.CreateTableResponse:
+        def go() -> ps_pb2.CreateTableResponse:
+            # eps 0 / rounding "" (proto3 defaults, i.e. unset) leave the store's defaults.
+            extra = {}
+            if request.eps:
+                extra["eps"] = request.eps
+            if request.rounding:
+                extra["rounding"] = request.rounding
+            cfg = TableConfig(name=request.name, dim=request.dim, capacity=request.capacity,
+                              optimizer=request.optimizer, lr=request.learning_rate,
+                              init_scale=request.init_scale, seed=request.seed, **extra)
+            with self.lock:
+                if self.store.has_table(cfg.name):
+                    # The proto: an identical table makes CreateTable a no-op (safe retry); a different one is a
+                    # conflict the caller must resolve.
+                    if self.store.config(cfg.name) == cfg:
+                        return ps_pb2.CreateTableResponse(created=False)
+                    raise TableExists(f"table {cfg.name!r} exists with a different configuration")
+                self.store.create_table(cfg)
+            return ps_pb2.CreateTableResponse(created=True)
+        return self._run(context, go)
+
+    def DropTable(self, request: ps_pb2.DropTableRequest, context: grpc.ServicerContext) -> ps_pb2.DropTableResponse:
+        def go() -> ps_pb2.DropTableResponse:
+            with self.lock:
+                if not self.store.has_table(request.name):
+                    return ps_pb2.DropTableResponse(dropped=False)  # idempotent retry, as the proto documents
+                self.store.drop_table(request.name)
+            return ps_pb2.DropTableResponse(dropped=True)
+        return self._run(context, go)
+
+    def TableStats(self, request: ps_pb2.TableStatsRequest,
+                   context: grpc.ServicerContext) -> ps_pb2.TableStatsResponse:
+        def go() -> ps_pb2.TableStatsResponse:
+            out = ps_pb2.TableStatsResponse()
+            with self.lock:
+                names = [request.name] if request.name else self.store.table_names()
+                for name in names:
+                    stats, mem = self.store.stats(name), self.store.memory_bytes(name)
+                    out.tables.add(name=name, rows=stats["rows"], bytes_by_kind=mem,
+                                   rows_by_tier={t: stats[f"rows_{t}"] for t in _TIER_NAMES})
+            return out
+        return self._run(context, go)
+
+    # --- durability and health --------------------------------------------------------------------------------
+    def Checkpoint(self, request: ps_pb2.CheckpointRequest,
+                   context: grpc.ServicerContext) -> ps_pb2.CheckpointResponse:
+        _abort(context, grpc.StatusCode.UNIMPLEMENTED, "Checkpoint is not implemented yet: checkpoints arrive with "
+               "the reliability work")
+
+    def Restore(self, request: ps_pb2.RestoreRequest, context: grpc.ServicerContext) -> ps_pb2.RestoreResponse:
+        _abort(context, grpc.StatusCode.UNIMPLEMENTED, "Restore is not implemented yet: checkpoints arrive with "
+               "the reliability work")
+
+    def Health(self, request: ps_pb2.HealthRequest, context: grpc.ServicerContext) -> ps_pb2.HealthResponse:
+        # Always SERVING until restore-on-start exists (then NOT_SERVING while restoring).
+        return ps_pb2.HealthResponse(status=ps_pb2.HealthResponse.SERVING)
+
+
+def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
+    context.abort(code, message)
+    raise AssertionError("unreachable: context.abort raises")
