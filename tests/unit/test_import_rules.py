@@ -10,8 +10,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 PURE = ["shark.data.criteo", "shark.data.tabular", "shark.data.source", "shark.data.synthetic",
         "shark.data.transforms", "shark.model", "shark.metrics", "shark.train.local", "shark.wire.tensors",
-        "ps.store"]
-NO_TORCH = ["ps.store", "shark.row_init", "shark.wire.tensors", "shark.data.source", "shark.data.synthetic"]
+        "ps.store", "ps.checkpoint"]
+NO_TORCH = ["ps.store", "ps.checkpoint", "shark.row_init", "shark.wire.tensors", "shark.data.source", "shark.data.synthetic"]
 
 
 def _imported_roots(modules: list[str], roots: tuple[str, ...]) -> str:
