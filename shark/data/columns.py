@@ -86,7 +86,7 @@ def _numbers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def _hex_keys(cols: list[pa.Array]) -> tuple[np.ndarray, np.ndarray]:
     """C text columns of hex values -> ((N, C) uint64 keys, MISSING_KEY for empty; (N, C) ok).
 
-    Same keys and ok as hashing.parse_hex on each value (a test checks this), but computed straight from Arrow's
+    Same keys and ok as Python's int(v, 16) on 1..16 hex digits (a test checks this), but computed straight from Arrow's
     buffers and several times faster: every value is right-aligned in `width` slots, so digit k always has the
     same weight and pairs of digits pack into the bytes of one big-endian integer.
     """

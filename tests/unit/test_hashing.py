@@ -7,15 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shark.data.batch import MISSING_KEY, RawBatch
-from shark.data.hashing import hash_strings, mix64, parse_hex
+from shark.data.hashing import hash_strings, mix64
 from shark.data.transforms import FeatureTransform
-
-HEX = "0123456789abcdefABCDEF"
-hex_strings = st.text(alphabet=HEX, min_size=1, max_size=16)
-# At least one character that is not a hex digit (printable ASCII and a little beyond).
-non_hex = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=0x17F), min_size=1, max_size=16).filter(
-    lambda s: any(c not in HEX for c in s))
-
 
 def _fnv1a_reference(data: bytes) -> int:
     """Plain-Python FNV-1a 64 + length + splitmix64: what hash_strings promises, salt-free in every process."""
@@ -26,29 +19,6 @@ def _fnv1a_reference(data: bytes) -> int:
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFF_FFFF_FFFF_FFFF
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFF_FFFF_FFFF_FFFF
     return z ^ (z >> 31)
-
-
-@given(st.lists(hex_strings, min_size=1, max_size=50))
-def test_parse_hex_matches_int(values: list[str]) -> None:
-    for arr in (np.array(values), np.array([v.encode() for v in values])):
-        keys, ok = parse_hex(arr)
-        assert ok.all()
-        assert keys.dtype == np.uint64
-        assert [int(k) for k in keys] == [int(v, 16) for v in values]
-
-
-@given(st.lists(st.one_of(non_hex, st.just(""), st.text(alphabet=HEX, min_size=17, max_size=24)), min_size=1,
-                max_size=30), st.lists(hex_strings, min_size=1, max_size=30))
-def test_parse_hex_rejects_invalid(bad: list[str], good: list[str]) -> None:
-    keys, ok = parse_hex(np.array(good + bad))
-    assert ok[: len(good)].all()
-    assert not ok[len(good):].any()
-    assert [int(k) for k in keys[: len(good)]] == [int(v, 16) for v in good]
-
-
-def test_parse_hex_empty_array() -> None:
-    keys, ok = parse_hex(np.array([], dtype="S8"))
-    assert keys.shape == ok.shape == (0,)
 
 
 # NUL is left out: numpy's fixed-width strings drop trailing NULs, so "a\0" and "a" share a key (harmless for text).
