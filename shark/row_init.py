@@ -7,6 +7,8 @@ Pure numpy: parameter-server shards import this without torch.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from shark.data.hashing import hash_strings, mix64
@@ -30,6 +32,11 @@ def row_keys(salts: np.ndarray, local_ids: np.ndarray) -> np.ndarray:
     return np.asarray(local_ids).astype(np.uint64) ^ (np.asarray(salts, dtype=np.uint64) << np.uint64(24))
 
 
+@functools.lru_cache(maxsize=4096)
+def _salt(name: str) -> np.uint64:
+    return table_salts([name])[0]
+
+
 def initial_rows(name: str, local_ids: np.ndarray, dim: int, scale: float, seed: int) -> np.ndarray:
     """(N,) local row ids of table `name` -> (N, dim) float32 initial values."""
-    return hashed_uniform(row_keys(table_salts([name])[0], local_ids), dim, scale, seed)
+    return hashed_uniform(row_keys(_salt(name), local_ids), dim, scale, seed)

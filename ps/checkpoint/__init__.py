@@ -8,5 +8,5 @@ from ps.checkpoint.manifest import MANIFEST_NAME, CheckpointError, table_file_na
 from ps.checkpoint.reader import latest_tag, load_manifest, read_shard_checkpoint
 from ps.checkpoint.writer import snapshot_store, write_shard_checkpoint, write_snapshots
 
-__all__ = ["CheckpointError", "MANIFEST_NAME", "latest_tag", "load_manifest", "read_shard_checkpoint",
+__all__ = ["MANIFEST_NAME", "CheckpointError", "latest_tag", "load_manifest", "read_shard_checkpoint",
            "snapshot_store", "table_file_name", "write_shard_checkpoint", "write_snapshots"]

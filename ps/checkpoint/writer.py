@@ -20,7 +20,12 @@ import numpy as np
 from safetensors.numpy import save as st_save
 
 from ps.checkpoint.manifest import (
-    MANIFEST_NAME, CheckpointError, build_manifest, config_to_json, shard_dir, table_file_name,
+    MANIFEST_NAME,
+    CheckpointError,
+    build_manifest,
+    config_to_json,
+    shard_dir,
+    table_file_name,
 )
 from ps.store.config import TableConfig
 from ps.store.row_store import RowStore

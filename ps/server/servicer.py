@@ -6,14 +6,23 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NoReturn, TypeVar
 
 import grpc
 import numpy as np
 
 from ps.checkpoint import CheckpointError, load_manifest, read_shard_checkpoint, snapshot_store, write_snapshots
-from ps.store import InvalidRequest, RowStore, SeqOutOfWindow, TableConfig, TableExists, UnknownTable
+from ps.store import (
+    InvalidRequest,
+    PushPart,
+    PushResult,
+    RowStore,
+    SeqOutOfWindow,
+    TableConfig,
+    TableExists,
+    UnknownTable,
+)
 from shark.wire.tensors import DEFAULT_MAX_BYTES, WireError, decode_tensor, encode_tensor
 from shark.wire.v1 import ps_pb2, ps_pb2_grpc
 
@@ -55,14 +64,28 @@ class ParameterServerServicer(ps_pb2_grpc.ParameterServerServicer):
     """One shard's RowStore behind gRPC. A single lock serialises store calls (the store is not thread-safe);
     decoding and encoding run outside it so that several requests' (de)serialisation overlaps."""
 
-    def __init__(self, store: RowStore, max_tensor_bytes: int = DEFAULT_MAX_BYTES, shard: str = "shard-0") -> None:
+    def __init__(self, store: RowStore, max_tensor_bytes: int = DEFAULT_MAX_BYTES, shard: str = "shard-0",
+                 serving: bool = True) -> None:
         self.store = store
         self.shard = shard  # the name of this shard's folder in a checkpoint
         self.checkpoint_lock = threading.Lock()
         self.max_tensor_bytes = max_tensor_bytes  # bounds what one decoded (decompressed) tensor may allocate
         self.lock = threading.Lock()
+        # False while the hosting actor restores the shard: Health says NOT_SERVING and every other call fails
+        # UNAVAILABLE (retryable), so no client reads or updates a half-restored store.
+        self.serving = serving
+
+    def set_serving(self, flag: bool) -> None:
+        self.serving = bool(flag)
+
+    def replace_store(self, store: RowStore) -> None:
+        """Swap in another store (e.g. one read from a checkpoint) once in-flight store calls have finished."""
+        with self.lock:
+            self.store = store
 
     def _run(self, context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
+        if not self.serving:
+            _abort(context, grpc.StatusCode.UNAVAILABLE, f"shard {self.shard} is restoring")
         try:
             return fn()
         except Exception as exc:  # noqa: BLE001 - every failure becomes a status code, never UNKNOWN
@@ -75,36 +98,67 @@ class ParameterServerServicer(ps_pb2_grpc.ParameterServerServicer):
     # --- rows -------------------------------------------------------------------------------------------------
     def Pull(self, request: ps_pb2.PullRequest, context: grpc.ServicerContext) -> ps_pb2.PullResponse:
         def go() -> ps_pb2.PullResponse:
-            ids = self._decode(request.ids, "ids", "int64", (None,))
-            with self.lock:
-                rows = self.store.pull(request.table, ids)
-            return ps_pb2.PullResponse(rows=encode_tensor(rows))
+            return self._pull_many([request])[0]
         return self._run(context, go)
+
+    def PullMany(self, request: ps_pb2.PullManyRequest, context: grpc.ServicerContext) -> ps_pb2.PullManyResponse:
+        def go() -> ps_pb2.PullManyResponse:
+            return ps_pb2.PullManyResponse(parts=self._pull_many(request.parts))
+        return self._run(context, go)
+
+    def _pull_many(self, parts: Sequence[ps_pb2.PullRequest]) -> list[ps_pb2.PullResponse]:
+        # Decode everything before taking the lock; one acquisition for all parts (a consistent view, and the
+        # store validates every part before creating any row).
+        decoded = [(p.table, self._decode(p.ids, "ids", "int64", (None,)), not p.read_only) for p in parts]
+        with self.lock:
+            rows = self.store.pull_many(decoded)
+        return [ps_pb2.PullResponse(rows=encode_tensor(r)) for r in rows]
 
     def Push(self, request: ps_pb2.PushRequest, context: grpc.ServicerContext) -> ps_pb2.PushResponse:
         def go() -> ps_pb2.PushResponse:
-            ids = self._decode(request.ids, "ids", "int64", (None,))
-            n = ids.shape[0]
-            grads = self._decode(request.grads, "grads", "float32", (n, None))  # dim is checked by the store
-            c_pos = self._decode(request.c_pos, "c_pos", "uint32", (n,))
-            c_neg = self._decode(request.c_neg, "c_neg", "uint32", (n,))
+            part = self._decode_push(request)
             worker = worker_key(request.worker_id)
             with self.lock:
-                res = self.store.push(request.table, ids, grads, c_pos, c_neg, worker_id=worker, seq=request.seq)
-            status = ps_pb2.PushResponse.STATUS_DUPLICATE if res.duplicate else ps_pb2.PushResponse.STATUS_APPLIED
-            return ps_pb2.PushResponse(status=status)
+                res = self.store.push_many([part], worker_id=worker, seq=request.seq)
+            return _push_response(res)
+        return self._run(context, go)
+
+    def PushMany(self, request: ps_pb2.PushManyRequest, context: grpc.ServicerContext) -> ps_pb2.PushResponse:
+        def go() -> ps_pb2.PushResponse:
+            worker = worker_key(request.worker_id)
+            for i, p in enumerate(request.parts):
+                # A part naming another (worker_id, seq) would be applied under the wrong idempotency key.
+                if (p.worker_id and p.worker_id != request.worker_id) or (p.seq and p.seq != request.seq):
+                    raise InvalidRequest(f"parts[{i}]: worker_id/seq must be unset or equal the request's")
+            parts = [self._decode_push(p) for p in request.parts]
+            with self.lock:
+                res = self.store.push_many(parts, worker_id=worker, seq=request.seq)
+            return _push_response(res)
+        return self._run(context, go)
+
+    def _decode_push(self, p: ps_pb2.PushRequest) -> PushPart:
+        ids = self._decode(p.ids, "ids", "int64", (None,))
+        n = ids.shape[0]
+        grads = self._decode(p.grads, "grads", "float32", (n, None))  # dim is checked by the store
+        c_pos = self._decode(p.c_pos, "c_pos", "uint32", (n,))
+        c_neg = self._decode(p.c_neg, "c_neg", "uint32", (n,))
+        return (p.table, ids, grads, c_pos, c_neg)
+
+    def Assign(self, request: ps_pb2.AssignRequest, context: grpc.ServicerContext) -> ps_pb2.AssignResponse:
+        def go() -> ps_pb2.AssignResponse:
+            ids = self._decode(request.ids, "ids", "int64", (None,))
+            rows = self._decode(request.rows, "rows", "float32", (ids.shape[0], None))
+            with self.lock:
+                self.store.assign(request.table, ids, rows)
+            return ps_pb2.AssignResponse(rows=ids.shape[0])
         return self._run(context, go)
 
     # --- tables -----------------------------------------------------------------------------------------------
     def CreateTable(self, request: ps_pb2.CreateTableRequest,
                     context: grpc.ServicerContext) -> ps_pb2.CreateTableResponse:
         def go() -> ps_pb2.CreateTableResponse:
-            # eps 0 / rounding "" (proto3 defaults, i.e. unset) leave the store's defaults.
-            extra = {}
-            if request.eps:
-                extra["eps"] = request.eps
-            if request.rounding:
-                extra["rounding"] = request.rounding
+            # eps/beta1/beta2 0 and rounding "" (proto3 defaults, i.e. unset) leave the store's defaults.
+            extra = {k: getattr(request, k) for k in ("eps", "rounding", "beta1", "beta2") if getattr(request, k)}
             cfg = TableConfig(name=request.name, dim=request.dim, capacity=request.capacity,
                               optimizer=request.optimizer, lr=request.learning_rate,
                               init_scale=request.init_scale, seed=request.seed, **extra)
@@ -161,14 +215,19 @@ class ParameterServerServicer(ps_pb2_grpc.ParameterServerServicer):
         def go() -> ps_pb2.RestoreResponse:
             # Read and verify everything first; the live store is swapped only when the whole checkpoint loaded.
             restored = read_shard_checkpoint(request.directory, self.shard, tag=request.tag)
-            with self.lock:
-                self.store = restored
+            self.replace_store(restored)
             return ps_pb2.RestoreResponse(tables_restored=len(restored.table_names()))
         return self._run(context, go)
 
     def Health(self, request: ps_pb2.HealthRequest, context: grpc.ServicerContext) -> ps_pb2.HealthResponse:
-        # Always SERVING until restore-on-start exists (then NOT_SERVING while restoring).
-        return ps_pb2.HealthResponse(status=ps_pb2.HealthResponse.SERVING)
+        # Answers even while not serving: that is how a client learns to wait for a restoring shard.
+        status = ps_pb2.HealthResponse.SERVING if self.serving else ps_pb2.HealthResponse.NOT_SERVING
+        return ps_pb2.HealthResponse(status=status)
+
+
+def _push_response(res: PushResult) -> ps_pb2.PushResponse:
+    status = ps_pb2.PushResponse.STATUS_DUPLICATE if res.duplicate else ps_pb2.PushResponse.STATUS_APPLIED
+    return ps_pb2.PushResponse(status=status)
 
 
 def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:

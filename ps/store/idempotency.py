@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ps.store.errors import InvalidRequest, SeqOutOfWindow
+from ps.store.errors import SeqOutOfWindow
+from ps.store.validation import check_worker_seq
 
 
 class SeqTracker:
@@ -20,9 +21,7 @@ class SeqTracker:
 
     def check(self, worker_id: int, seq: int) -> bool:
         """True if (worker_id, seq) was applied already. Raises before anything changes if it cannot be accepted."""
-        for name, v in (("worker_id", worker_id), ("seq", seq)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= int(v) < 2**63:
-                raise InvalidRequest(f"{name} must be an int in [0, 2^63), got {v!r}")
+        check_worker_seq(worker_id, seq)
         hw = self.hw.get(int(worker_id), -1)
         if seq <= hw or seq in self.above.get(int(worker_id), ()):
             return True
@@ -49,7 +48,7 @@ class SeqTracker:
                 "seq_above": np.array(pairs, dtype=np.int64).reshape(-1, 2)}
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray], window: int = 4096) -> "SeqTracker":
+    def from_arrays(cls, arrays: dict[str, np.ndarray], window: int = 4096) -> SeqTracker:
         t = cls(window)
         t.hw = {int(w): int(h) for w, h in zip(arrays["seq_workers"].tolist(), arrays["seq_hw"].tolist())}
         t.above = {w: set() for w in t.hw}

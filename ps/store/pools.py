@@ -67,10 +67,12 @@ class Pool:
 
 
 class Columns:
-    """Named per-row arrays sharing one row count n, grown together."""
+    """Named per-row arrays sharing one row count n, grown together. A column is (n,) for a dtype, or (n, width)
+    for a (dtype, width) pair (Adam's per-element moments)."""
 
-    def __init__(self, dtypes: dict[str, np.dtype]) -> None:
-        self.cols = {k: np.zeros(0, dtype=t) for k, t in dtypes.items()}
+    def __init__(self, dtypes: dict[str, np.dtype | tuple[np.dtype, int]]) -> None:
+        self.cols = {k: np.zeros((0, t[1]), dtype=t[0]) if isinstance(t, tuple) else np.zeros(0, dtype=t)
+                     for k, t in dtypes.items()}
         self.n = 0
 
     def extend(self, k: int) -> np.ndarray:

@@ -1,12 +1,13 @@
 """RowStore: the pure (numpy-only, no grpc/ray) parameter-server state of one shard, several tables.
 
-pull creates rows on first touch; push segment-sums duplicate ids, applies one optimizer step per unique row in
+pull creates rows on first touch (unless create=False); push segment-sums duplicate ids, applies one optimizer step per unique row in
 fp32 and writes the result back into the row's tier; (worker_id, seq) makes pushes idempotent per table.
 Not thread-safe: the servicer serialises calls per table (or per shard).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,10 +15,13 @@ import numpy as np
 from ps.store.config import TableConfig
 from ps.store.dedup import segment_sum
 from ps.store.errors import InvalidRequest, TableExists, UnknownTable
-from ps.store.optimizer import adagrad, sgd
+from ps.store.optimizer import adagrad, adam, sgd
 from ps.store.snapshot import table_from_arrays, table_to_arrays
 from ps.store.table import Table
-from ps.store.validation import check_counts, check_grads, check_ids
+from ps.store.validation import check_counts, check_grads, check_ids, check_unique, check_worker_seq
+
+# (table, ids (N,), grads (N, dim) float32, c_pos (N,), c_neg (N,)): one table's share of a push.
+PushPart = tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -59,44 +63,76 @@ class RowStore:
         return t
 
     # --- data path --------------------------------------------------------------------------------------------
-    def pull(self, table: str, ids: np.ndarray) -> np.ndarray:
-        """ids (N,) int -> (N, dim) float32 rows (duplicates allowed); absent rows are created with their init."""
-        t = self._table(table)
-        ids = check_ids(ids, t.cfg.capacity)
+    def pull(self, table: str, ids: np.ndarray, create: bool = True) -> np.ndarray:
+        """ids (N,) int -> (N, dim) float32 rows (duplicates allowed). Absent rows get their deterministic initial
+        value; create=True also inserts them, create=False (evaluation) leaves the store unchanged."""
+        return self.pull_many([(table, ids, create)])[0]
+
+    def pull_many(self, parts: Sequence[tuple[str, np.ndarray, bool]]) -> list[np.ndarray]:
+        """[(table, ids, create)] over distinct tables -> their rows, in order. Every part is validated before any
+        row is created, so a bad part (unknown table, bad ids) changes nothing."""
+        checked = [(t, check_ids(ids, t.cfg.capacity), bool(create))
+                   for t, (_, ids, create) in zip(self._distinct_tables(parts, 3), parts)]
+        # --- nothing above this line mutates the store ---
+        return [self._pull_one(t, ids, create) for t, ids, create in checked]
+
+    @staticmethod
+    def _pull_one(t: Table, ids: np.ndarray, create: bool) -> np.ndarray:
+        fetch = (lambda u: t.read(t.ensure(u))) if create else t.peek
         if ids.shape[0] <= 1 or np.all(ids[1:] > ids[:-1]):  # sorted unique (workers dedup): skip np.unique
-            return t.read(t.ensure(ids))
+            return fetch(ids)
         uniq, inverse = np.unique(ids, return_inverse=True)
-        return t.read(t.ensure(uniq))[inverse]
+        return fetch(uniq)[inverse]
 
     def push(self, table: str, ids: np.ndarray, grads: np.ndarray, c_pos: np.ndarray, c_neg: np.ndarray,
              worker_id: int, seq: int) -> PushResult:
         """Apply one push at most once per (worker_id, seq). ids (N,), grads (N, dim) float32, c_pos/c_neg (N,)
         non-negative ints (the batch's positive/negative example counts per id occurrence)."""
-        t = self._table(table)
-        cfg = t.cfg
-        ids = check_ids(ids, cfg.capacity)
-        n = ids.shape[0]
-        grads = check_grads(grads, n, cfg.dim)
-        c_pos, c_neg = check_counts(c_pos, n, "c_pos"), check_counts(c_neg, n, "c_neg")
-        if t.seqs.check(worker_id, seq):
-            return PushResult(applied=False, duplicate=True)
+        return self.push_many([(table, ids, grads, c_pos, c_neg)], worker_id, seq)
+
+    def push_many(self, parts: Sequence[PushPart], worker_id: int, seq: int) -> PushResult:
+        """Apply [(table, ids, grads, c_pos, c_neg)] over distinct tables under one (worker_id, seq). All parts are
+        validated (shapes, NaN/Inf, ranges, seq window) before any is applied: one bad part rejects the whole call
+        and changes nothing. Idempotency is per table: a part whose table already applied (worker_id, seq) is
+        skipped. applied = some part applied; duplicate = none did."""
+        check_worker_seq(worker_id, seq)  # also when there are no parts, so a bad call never looks fine
+        todo = []
+        for t, (_, ids, grads, c_pos, c_neg) in zip(self._distinct_tables(parts, 5), parts):
+            ids = check_ids(ids, t.cfg.capacity)
+            n = ids.shape[0]
+            grads = check_grads(grads, n, t.cfg.dim)
+            c_pos, c_neg = check_counts(c_pos, n, "c_pos"), check_counts(c_neg, n, "c_neg")
+            if not t.seqs.check(worker_id, seq):  # raises SeqOutOfWindow before anything changes
+                todo.append((t, ids, grads, c_pos, c_neg))
         # --- nothing above this line mutates the store ---
-        t.step += 1
-        uniq, g, (cp, cn) = segment_sum(ids, grads, c_pos, c_neg)
-        r = t.ensure(uniq)
-        w = t.read(r)
-        if cfg.optimizer == "adagrad":
-            w, acc = adagrad(w, t.rows["accum"][r], g, cfg.lr, cfg.eps)
-            t.rows["accum"][r] = acc
-        else:
-            w = sgd(w, g, cfg.lr)
-        rng = None
-        if cfg.rounding == "stochastic" and t.rows["tier"][r].any():
-            rng = np.random.default_rng([cfg.seed, t.step])  # deterministic per (seed, push step), restorable
-        t.write(r, w, rng)
-        t.add_counts(r, cp, cn)
-        t.seqs.mark(worker_id, seq)
-        return PushResult(applied=True, duplicate=False)
+        for t, ids, grads, c_pos, c_neg in todo:
+            _apply(t, ids, grads, c_pos, c_neg)
+            t.seqs.mark(worker_id, seq)
+        return PushResult(applied=bool(todo), duplicate=not todo)
+
+    def assign(self, table: str, ids: np.ndarray, values: np.ndarray) -> None:
+        """Set rows to values, creating absent ones, and restart their optimizer state (dense parameters' initial
+        values, which only the worker's model knows). ids (N,) unique, values (N, dim) finite float32. Values are
+        encoded into each row's tier with nearest rounding, so assigning twice gives the same bytes (idempotent)."""
+        t = self._table(table)
+        ids = check_ids(ids, t.cfg.capacity)
+        check_unique(ids, "assign ids")
+        values = check_grads(values, ids.shape[0], t.cfg.dim, "assign values")
+        # --- nothing above this line mutates the store ---
+        r = t.ensure(ids)
+        t.write(r, values, None)
+        t.reset_optimizer(r)
+
+    def _distinct_tables(self, parts: Sequence[tuple], width: int) -> list[Table]:
+        """The Table of each part (UnknownTable if absent); parts must be width-tuples naming distinct tables,
+        because per-table idempotency and one-result-per-part both assume a table appears once."""
+        if not isinstance(parts, Sequence) or any(not isinstance(p, tuple) or len(p) != width for p in parts):
+            raise InvalidRequest(f"parts must be a sequence of {width}-tuples")
+        names = [p[0] for p in parts]
+        tables = [self._table(name) for name in names]
+        if len(set(names)) != len(names):
+            raise InvalidRequest("parts must name distinct tables")
+        return tables
 
     # --- tiers ------------------------------------------------------------------------------------------------
     def set_tiers(self, table: str, ids: np.ndarray, tiers: np.ndarray) -> None:
@@ -106,11 +142,13 @@ class RowStore:
         tiers = np.asarray(tiers)
         if tiers.shape != ids.shape or tiers.dtype.kind not in "iu" or (tiers.size and int(tiers.max()) > 2):
             raise InvalidRequest("tiers must be an integer array like ids with values in {0, 1, 2}")
-        if np.unique(ids).shape[0] != ids.shape[0]:
-            raise InvalidRequest("set_tiers ids must be unique")
+        check_unique(ids, "set_tiers ids")
         r = t.lookup(ids)
         if (r < 0).any():
             raise InvalidRequest("set_tiers ids must be present rows")
+        if t.cfg.optimizer == "adam" and tiers.any():
+            # Adam tables hold dense parameters: a handful of rows, updated every step, where precision matters.
+            raise InvalidRequest("rows of an adam table stay fp32 (tier 0)")
         t.set_tiers(r, tiers.astype(np.uint8))
 
     def compact(self, table: str) -> None:
@@ -141,3 +179,27 @@ class RowStore:
         if cfg.name in self._tables:
             raise TableExists(f"table {cfg.name!r} exists")
         self._tables[cfg.name] = table_from_arrays(cfg, arrays, self.seq_window)
+
+
+def _apply(t: Table, ids: np.ndarray, grads: np.ndarray, c_pos: np.ndarray, c_neg: np.ndarray) -> None:
+    """One validated push into one table: segment-sum, one optimizer step per unique row in fp32, write back into
+    each row's tier, count clicks."""
+    cfg = t.cfg
+    t.step += 1
+    uniq, g, (cp, cn) = segment_sum(ids, grads, c_pos, c_neg)
+    r = t.ensure(uniq)
+    w = t.read(r)
+    if cfg.optimizer == "adagrad":
+        w, acc = adagrad(w, t.rows["accum"][r], g, cfg.lr, cfg.eps)
+        t.rows["accum"][r] = acc
+    elif cfg.optimizer == "adam":
+        w, m, v, steps = adam(w, t.rows["adam_m"][r], t.rows["adam_v"][r], t.rows["adam_t"][r], g, cfg.lr,
+                              cfg.beta1, cfg.beta2, cfg.eps)
+        t.rows["adam_m"][r], t.rows["adam_v"][r], t.rows["adam_t"][r] = m, v, steps
+    else:
+        w = sgd(w, g, cfg.lr)
+    rng = None
+    if cfg.rounding == "stochastic" and t.rows["tier"][r].any():
+        rng = np.random.default_rng([cfg.seed, t.step])  # deterministic per (seed, push step), restorable
+    t.write(r, w, rng)
+    t.add_counts(r, cp, cn)

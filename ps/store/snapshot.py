@@ -12,7 +12,7 @@ from ps.store.config import TableConfig
 from ps.store.errors import InvalidRequest
 from ps.store.idempotency import SeqTracker
 from ps.store.quant import TIER_INT8, TIER_NAMES
-from ps.store.table import ROW_COLUMNS, Table
+from ps.store.table import ADAM_COLUMNS, ROW_COLUMNS, Table
 
 FORMAT_VERSION = 1
 
@@ -22,6 +22,8 @@ def table_to_arrays(t: Table) -> dict[str, np.ndarray]:
     out = {"format_version": np.array(FORMAT_VERSION, dtype=np.int64), "step": np.array(t.step, dtype=np.int64),
            "dim": np.array(t.cfg.dim, dtype=np.int64), "capacity": np.array(t.cfg.capacity, dtype=np.int64)}
     out.update({k: t.rows[k][:n].copy() for k in ROW_COLUMNS})
+    if t.cfg.optimizer == "adam":  # other tables carry no Adam arrays, so their snapshots are as before
+        out.update({k: t.rows[k][:n].copy() for k in ADAM_COLUMNS})
     for name, pool in zip(TIER_NAMES, t.pools):
         out[f"{name}_data"] = pool.data[: pool.top].copy()
         out[f"{name}_free"] = pool.free.copy()
@@ -40,7 +42,7 @@ def _get(arrays: dict[str, np.ndarray], key: str, dtype: np.dtype, ndim: int) ->
 
 
 def table_from_arrays(cfg: TableConfig, arrays: dict[str, np.ndarray], seq_window: int) -> Table:
-    g = lambda k, dt, nd: _get(arrays, k, dt, nd)  # noqa: E731
+    g = lambda k, dt, nd: _get(arrays, k, dt, nd)
     if int(g("format_version", np.int64, 0)) != FORMAT_VERSION:
         raise InvalidRequest("unsupported snapshot format_version")
     if int(g("dim", np.int64, 0)) != cfg.dim or int(g("capacity", np.int64, 0)) != cfg.capacity:
@@ -74,6 +76,20 @@ def table_from_arrays(cfg: TableConfig, arrays: dict[str, np.ndarray], seq_windo
         raise InvalidRequest("snapshot int8_scale is inconsistent")
     if not np.isfinite(cols["accum"]).all() or not np.isfinite(cols["priority"]).all():
         raise InvalidRequest("snapshot optimizer state or priorities have NaN/Inf")
+    adam = {}
+    if cfg.optimizer == "adam":
+        adam = {"adam_m": g("adam_m", np.float32, 2), "adam_v": g("adam_v", np.float32, 2),
+                "adam_t": g("adam_t", np.int64, 1)}
+        if adam["adam_m"].shape != (n, cfg.dim) or adam["adam_v"].shape != (n, cfg.dim) or \
+                adam["adam_t"].shape != (n,):
+            raise InvalidRequest("snapshot adam state does not match the rows")
+        if not np.isfinite(adam["adam_m"]).all() or not np.isfinite(adam["adam_v"]).all() or \
+                (adam["adam_v"] < 0).any() or (adam["adam_t"] < 0).any():
+            raise InvalidRequest("snapshot adam state has NaN/Inf or negative entries")
+        if n and int(cols["tier"].max()) != 0:
+            raise InvalidRequest("snapshot of an adam table has non-fp32 rows")
+    elif any(k in arrays for k in ADAM_COLUMNS):
+        raise InvalidRequest(f"snapshot has adam state but the table's optimizer is {cfg.optimizer!r}")
     seq = {"seq_workers": g("seq_workers", np.int64, 1), "seq_hw": g("seq_hw", np.int64, 1),
            "seq_above": g("seq_above", np.int64, 2)}
     if seq["seq_hw"].shape != seq["seq_workers"].shape or seq["seq_above"].shape[1:] != (2,):
@@ -84,7 +100,7 @@ def table_from_arrays(cfg: TableConfig, arrays: dict[str, np.ndarray], seq_windo
     table = Table(cfg, seq_window)
     table.step = step
     rn = table.rows.extend(n)
-    for k, c in cols.items():
+    for k, c in {**cols, **adam}.items():
         table.rows[k][rn] = c
     table.index[rid] = (rn + 1).astype(np.int32)
     for pool, data, free in zip(table.pools, datas, frees):

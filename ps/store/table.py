@@ -7,6 +7,8 @@ Layout (n = rows present, d = dim):
   row columns (n,)               row_id int32, tier uint8 (0 fp32 / 1 fp16 / 2 int8), slot int32 into that tier's
                                  pool, accum float32 (row-wise Adagrad), c_pos/c_neg uint32 totals (saturating),
                                  last_step uint32 (push step of the last touch), priority float32 (F-Q, later).
+  adam columns (Adam tables only) adam_m, adam_v (n, d) float32 moments, adam_t (n,) int64 updates applied to the
+                                 row (its own bias-correction clock). Adam rows always stay fp32.
   pools                          fp32 (., d) float32 | fp16 (., d) float16 | int8 (., d) int8 + scale (.,) float32.
 Two levels (id -> row -> slot) keep per-row metadata dense and make re-tiering a slot move, not a row renumbering.
 """
@@ -19,7 +21,6 @@ import numpy as np
 
 from ps.store.config import TableConfig
 from ps.store.idempotency import SeqTracker
-from shark.row_init import initial_rows
 from ps.store.pools import Columns, Pool
 from ps.store.quant import (
     TIER_FP16,
@@ -31,17 +32,24 @@ from ps.store.quant import (
     int8_decode,
     int8_encode,
 )
+from shark.row_init import initial_rows
 
 ROW_COLUMNS = {"row_id": np.int32, "tier": np.uint8, "slot": np.int32, "accum": np.float32,
                "c_pos": np.uint32, "c_neg": np.uint32, "last_step": np.uint32, "priority": np.float32}
+ADAM_COLUMNS = ("adam_m", "adam_v", "adam_t")
 _U32_MAX = np.int64(2**32 - 1)
+
+
+def adam_columns(dim: int) -> dict[str, tuple[np.dtype, int] | np.dtype]:
+    return {"adam_m": (np.float32, dim), "adam_v": (np.float32, dim), "adam_t": np.int64}
 
 
 class Table:
     def __init__(self, cfg: TableConfig, seq_window: int = 4096) -> None:
         self.cfg = cfg
         self.index = np.zeros(cfg.capacity, dtype=np.int32)
-        self.rows = Columns(ROW_COLUMNS)
+        # Adam state lives in the same Columns as the row metadata so it grows, shrinks and compacts with it.
+        self.rows = Columns({**ROW_COLUMNS, **(adam_columns(cfg.dim) if cfg.optimizer == "adam" else {})})
         self.pools = [Pool(cfg.dim, np.float32, False), Pool(cfg.dim, np.float16, False),
                       Pool(cfg.dim, np.int8, True)]
         self.step = 0  # pushes applied to this table (the F-Q "batch" clock)
@@ -69,6 +77,26 @@ class Table:
             self.index[ids] = (rn + 1).astype(np.int32)
             r[new] = rn
         return r
+
+    def peek(self, uniq: np.ndarray) -> np.ndarray:
+        """(U,) unique valid ids -> (U, d) float32 values without creating rows: absent ids get the initial value
+        that ensure() would give them, so a read-only pull sees exactly what a creating pull would."""
+        r = self.lookup(uniq)
+        absent = r < 0
+        if not absent.any():
+            return self.read(r)
+        out = np.empty((uniq.shape[0], self.cfg.dim), dtype=np.float32)
+        out[~absent] = self.read(r[~absent])
+        c = self.cfg
+        out[absent] = initial_rows(c.name, uniq[absent], c.dim, c.init_scale, c.seed)
+        return out
+
+    def reset_optimizer(self, r: np.ndarray) -> None:
+        """Rows r start their optimizer afresh (Adagrad accumulator 0; Adam moments 0 and step count 0)."""
+        self.rows["accum"][r] = 0
+        if self.cfg.optimizer == "adam":
+            for k in ADAM_COLUMNS:
+                self.rows[k][r] = 0
 
     def read(self, r: np.ndarray) -> np.ndarray:
         """(N,) row numbers -> (N, d) float32 values, decoded from each row's tier."""
@@ -164,7 +192,7 @@ class Table:
             "tier_tags": cols["tier"].nbytes,
             "slots": cols["slot"].nbytes + cols["row_id"].nbytes,
             "index": index_resident,
-            "optimizer_state": cols["accum"].nbytes,
+            "optimizer_state": cols["accum"].nbytes + sum(cols[k].nbytes for k in ADAM_COLUMNS if k in cols),
             "counters": cols["c_pos"].nbytes + cols["c_neg"].nbytes + cols["last_step"].nbytes,
             "priorities": cols["priority"].nbytes,
         })

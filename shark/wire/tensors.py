@@ -38,6 +38,7 @@ MAX_NDIM = 8                          # rows are 2-d; anything deeper than this 
 DTYPES: dict[str, np.dtype] = {name: np.dtype(name).newbyteorder("<") for name in (
     "float16", "float32", "float64", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64")}
 
+_NAME_OF: dict[np.dtype, str] = {dt: name for name, dt in DTYPES.items()}  # dtype.name is slow on the hot path
 _NONE = ps_pb2.COMPRESSION_NONE
 _LZ4 = ps_pb2.COMPRESSION_LZ4
 
@@ -52,7 +53,7 @@ def encode_tensor(array: np.ndarray, compress_above: int = DEFAULT_COMPRESS_ABOV
     Raises WireError for a dtype outside the allow-list. Non-contiguous or big-endian input is converted.
     """
     array = np.asarray(array)
-    name = array.dtype.name
+    name = _NAME_OF.get(array.dtype) or array.dtype.name  # the dict hit is the usual native-order case
     if name not in DTYPES:
         raise WireError(f"cannot encode dtype {array.dtype!s}; allowed: {', '.join(DTYPES)}")
     # One pass at most: a no-op for the usual C-contiguous little-endian array. (Not ascontiguousarray: it
@@ -81,8 +82,10 @@ def decode_tensor(msg: ps_pb2.Tensor, *, name: str = "tensor", expect_dtype: str
     dtype = DTYPES.get(msg.dtype)
     if dtype is None:
         raise WireError(f"{name}: unknown dtype {msg.dtype!r}; allowed: {', '.join(DTYPES)}")
-    if expect_dtype is not None and msg.dtype != np.dtype(expect_dtype).name:
-        raise WireError(f"{name}: dtype {msg.dtype} where {np.dtype(expect_dtype).name} was expected")
+    if expect_dtype is not None:
+        want = expect_dtype if isinstance(expect_dtype, str) and expect_dtype in DTYPES else np.dtype(expect_dtype).name
+        if msg.dtype != want:
+            raise WireError(f"{name}: dtype {msg.dtype} where {want} was expected")
     shape = tuple(msg.shape)
     _check_shape(name, shape, expect_shape, expect_ndim)
     # Python ints: a hostile shape cannot overflow the product.

@@ -9,7 +9,7 @@ import grpc
 import numpy as np
 import pytest
 
-from ps.server import start_server, stop_server, worker_key
+from ps.server import ParameterServerServicer, start_server, stop_server, worker_key
 from ps.store import RowStore, TableConfig
 from shark.wire.tensors import decode_tensor, encode_tensor
 from shark.wire.v1 import ps_pb2, ps_pb2_grpc
@@ -197,6 +197,136 @@ def test_create_table_carries_eps_and_rounding(stub: ps_pb2_grpc.ParameterServer
     bad = ps_pb2.CreateTableRequest(name="opts2", dim=DIM, capacity=CAP, optimizer="adagrad", learning_rate=0.05,
                                     init_scale=INIT, seed=1, rounding="sideways")
     assert code_of(lambda: stub.CreateTable(bad, timeout=T)) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def encode_pull(table: str, ids: np.ndarray, read_only: bool = False) -> ps_pb2.PullRequest:
+    return ps_pb2.PullRequest(table=table, ids=encode_tensor(np.asarray(ids, np.int64)), read_only=read_only)
+
+
+def stats_of(stub: ps_pb2_grpc.ParameterServerStub, name: str) -> ps_pb2.TableStats:
+    return stub.TableStats(ps_pb2.TableStatsRequest(name=name), timeout=T).tables[0]
+
+
+def test_read_only_pull_creates_no_rows(stub: ps_pb2_grpc.ParameterServerStub) -> None:
+    create(stub, "ro")
+    ids = np.array([4, 2, 4, 8])
+    rep = stub.Pull(encode_pull("ro", ids, read_only=True), timeout=T)
+    got = decode_tensor(rep.rows, expect_dtype="float32", expect_shape=(4, DIM))
+    assert stats_of(stub, "ro").rows == 0
+    assert np.array_equal(got, pull(stub, "ro", ids))  # the values a creating pull gives
+    assert stats_of(stub, "ro").rows == 3
+
+
+def test_pull_many_and_push_many(stub: ps_pb2_grpc.ParameterServerStub) -> None:
+    create(stub, "m1", optimizer="sgd", lr=0.5)
+    create(stub, "m2", optimizer="sgd", lr=0.25)
+    ids1, ids2 = np.array([1, 2, 3]), np.array([7])
+    rep = stub.PullMany(ps_pb2.PullManyRequest(parts=[encode_pull("m1", ids1), encode_pull("m2", ids2, True)]),
+                        timeout=T)
+    before1 = decode_tensor(rep.parts[0].rows, expect_dtype="float32", expect_shape=(3, DIM)).copy()
+    before2 = decode_tensor(rep.parts[1].rows, expect_dtype="float32", expect_shape=(1, DIM)).copy()
+    assert np.array_equal(before1, pull(stub, "m1", ids1)) and stats_of(stub, "m2").rows == 0
+    g1, g2 = np.ones((3, DIM), np.float32), np.ones((1, DIM), np.float32)
+    # Parts may leave worker_id/seq unset or repeat the request's.
+    req = ps_pb2.PushManyRequest(worker_id="wm", seq=0, parts=[push_req("m1", ids1, g1, worker="", seq=0),
+                                                               push_req("m2", ids2, g2, worker="wm", seq=0)])
+    assert stub.PushMany(req, timeout=T).status == ps_pb2.PushResponse.STATUS_APPLIED
+    assert stub.PushMany(req, timeout=T).status == ps_pb2.PushResponse.STATUS_DUPLICATE  # a retry: applied once
+    assert np.array_equal(pull(stub, "m1", ids1), before1 - np.float32(0.5))
+    assert np.array_equal(pull(stub, "m2", ids2), before2 - np.float32(0.25))
+    # A part naming another worker or seq is refused, and so is a request with no worker_id.
+    for bad in (ps_pb2.PushManyRequest(worker_id="wm", seq=1, parts=[push_req("m1", ids1, g1, worker="x", seq=1)]),
+                ps_pb2.PushManyRequest(worker_id="wm", seq=1, parts=[push_req("m1", ids1, g1, worker="", seq=2)]),
+                ps_pb2.PushManyRequest(worker_id="", seq=1, parts=[push_req("m1", ids1, g1, worker="", seq=0)])):
+        assert code_of(lambda bad=bad: stub.PushMany(bad, timeout=T)) == grpc.StatusCode.INVALID_ARGUMENT
+    assert np.array_equal(pull(stub, "m1", ids1), before1 - np.float32(0.5))
+
+
+def test_push_many_with_one_bad_part_changes_no_table(stub: ps_pb2_grpc.ParameterServerStub) -> None:
+    create(stub, "v1", optimizer="sgd")
+    create(stub, "v2", optimizer="adagrad")
+    ids = np.array([0, 5])
+    good = np.ones((2, DIM), np.float32)
+    nan = good.copy()
+    nan[1, 2] = np.nan
+    snap = {t: (pull(stub, t, ids), stats_of(stub, t)) for t in ("v1", "v2")}
+    inv, nf = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND
+    for bad_part, want in ((push_req("v2", ids, nan, worker=""), inv),
+                           (push_req("v2", np.array([0, CAP]), good, worker=""), inv),
+                           (push_req("v2", ids, good[:1], worker=""), inv),
+                           (push_req("v1", np.array([9, 10]), good, worker=""), inv),   # v1 twice
+                           (push_req("nope", ids, good, worker=""), nf)):
+        req = ps_pb2.PushManyRequest(worker_id="wb", seq=0, parts=[push_req("v1", ids, good, worker=""), bad_part])
+        assert code_of(lambda req=req: stub.PushMany(req, timeout=T)) == want
+    many = ps_pb2.PullManyRequest(parts=[encode_pull("v1", np.array([100])), encode_pull("nope", ids)])
+    assert code_of(lambda: stub.PullMany(many, timeout=T)) == nf
+    for t, (rows, stats) in snap.items():
+        assert np.array_equal(pull(stub, t, ids), rows)
+        assert stats_of(stub, t) == stats  # no row created, no step taken
+    # Nothing was recorded either: the same (worker_id, seq) still applies.
+    req = ps_pb2.PushManyRequest(worker_id="wb", seq=0, parts=[push_req("v1", ids, good, worker="")])
+    assert stub.PushMany(req, timeout=T).status == ps_pb2.PushResponse.STATUS_APPLIED
+
+
+def test_assign_and_adam_table(stub: ps_pb2_grpc.ParameterServerStub) -> None:
+    req = ps_pb2.CreateTableRequest(name="dense", dim=DIM, capacity=8, optimizer="adam", learning_rate=0.01,
+                                    beta1=0.8)  # beta2 0 = the default
+    assert stub.CreateTable(req, timeout=T).created is True
+    assert stub.CreateTable(req, timeout=T).created is False  # equal config: beta2 defaulted the same way
+    ids = np.array([0, 1, 2])
+    vals = np.arange(3 * DIM, dtype=np.float32).reshape(3, DIM)
+    areq = ps_pb2.AssignRequest(table="dense", ids=encode_tensor(ids), rows=encode_tensor(vals))
+    assert stub.Assign(areq, timeout=T).rows == 3
+    assert stub.Assign(areq, timeout=T).rows == 3  # idempotent
+    assert np.array_equal(pull(stub, "dense", ids), vals)
+    g = np.ones((3, DIM), np.float32)
+    stub.Push(push_req("dense", ids, g, worker="wd", seq=0), timeout=T)
+    np.testing.assert_allclose(pull(stub, "dense", ids), vals - np.float32(0.01), rtol=1e-6)  # Adam's 1st step
+    inv = grpc.StatusCode.INVALID_ARGUMENT
+    for bad in (ps_pb2.AssignRequest(table="dense", ids=encode_tensor(np.array([0, 0])),
+                                     rows=encode_tensor(vals[:2])),                                   # repeated id
+                ps_pb2.AssignRequest(table="dense", ids=encode_tensor(np.array([0, 8])),
+                                     rows=encode_tensor(vals[:2])),                                   # out of range
+                ps_pb2.AssignRequest(table="dense", ids=encode_tensor(ids), rows=encode_tensor(vals[:, :3])),
+                ps_pb2.AssignRequest(table="dense", ids=encode_tensor(ids), rows=encode_tensor(np.where(vals > 5, np.inf, vals).astype(np.float32)))):
+        assert code_of(lambda bad=bad: stub.Assign(bad, timeout=T)) == inv
+    missing = ps_pb2.AssignRequest(table="nope", ids=encode_tensor(ids), rows=encode_tensor(vals))
+    assert code_of(lambda: stub.Assign(missing, timeout=T)) == grpc.StatusCode.NOT_FOUND
+    assert stats_of(stub, "dense").rows == 3
+    bad_beta = ps_pb2.CreateTableRequest(name="d2", dim=DIM, capacity=8, optimizer="adam", beta2=1.0)
+    assert code_of(lambda: stub.CreateTable(bad_beta, timeout=T)) == inv
+
+
+def test_not_serving_until_set_serving() -> None:
+    servicer = ParameterServerServicer(RowStore(), shard="shard-7", serving=False)
+    server, port = start_server(RowStore(), servicer=servicer)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            s = ps_pb2_grpc.ParameterServerStub(ch)
+            assert s.Health(ps_pb2.HealthRequest(), timeout=T).status == ps_pb2.HealthResponse.NOT_SERVING
+            ids = encode_tensor(np.array([1], np.int64))
+            calls = [lambda: create(s, "x"),
+                     lambda: s.Pull(ps_pb2.PullRequest(table="x", ids=ids), timeout=T),
+                     lambda: s.Push(push_req("x", np.array([1]), np.ones((1, DIM), np.float32)), timeout=T),
+                     lambda: s.PullMany(ps_pb2.PullManyRequest(), timeout=T),
+                     lambda: s.PushMany(ps_pb2.PushManyRequest(worker_id="w"), timeout=T),
+                     lambda: s.Assign(ps_pb2.AssignRequest(table="x"), timeout=T),
+                     lambda: s.DropTable(ps_pb2.DropTableRequest(name="x"), timeout=T),
+                     lambda: s.TableStats(ps_pb2.TableStatsRequest(), timeout=T),
+                     lambda: s.Checkpoint(ps_pb2.CheckpointRequest(directory="/nonexistent", tag="t"), timeout=T),
+                     lambda: s.Restore(ps_pb2.RestoreRequest(directory="/nonexistent", tag="t"), timeout=T)]
+            for call in calls:
+                with pytest.raises(grpc.RpcError) as info:
+                    call()
+                assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+                assert "shard shard-7 is restoring" in info.value.details()
+            assert not servicer.store.has_table("x")
+            servicer.set_serving(True)
+            assert s.Health(ps_pb2.HealthRequest(), timeout=T).status == ps_pb2.HealthResponse.SERVING
+            create(s, "x")
+            assert pull(s, "x", np.array([1])).shape == (1, DIM)
+    finally:
+        stop_server(server)
 
 
 def test_checkpoint_then_restore_over_grpc_gives_back_the_checkpointed_rows(stub, tmp_path) -> None:

@@ -3,7 +3,6 @@ memory accounting, snapshot/restore, and the no-grpc/no-ray import rule."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
@@ -35,12 +34,12 @@ def state_of(store: RowStore) -> dict:
 
 def assert_same_state(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
-    for k in a:
-        if isinstance(a[k], np.ndarray):
-            assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, k
-            assert a[k].tobytes() == b[k].tobytes(), k
+    for k, v in a.items():
+        if isinstance(v, np.ndarray):
+            assert v.dtype == b[k].dtype and v.shape == b[k].shape, k
+            assert v.tobytes() == b[k].tobytes(), k
         else:
-            assert a[k] == b[k], k
+            assert v == b[k], k
 
 
 def push(store, table, ids, grads, worker=0, seq=0, c_pos=None, c_neg=None) -> PushResult:
@@ -210,8 +209,9 @@ def test_unknown_table_is_a_key_error_and_table_config_validates():
         s.pull("x", np.array([0]))
     with pytest.raises(UnknownTable):
         s.drop_table("x")
-    for bad in (dict(dim=0), dict(capacity=0), dict(capacity=2**31 + 1), dict(optimizer="adam"), dict(lr=-1.0),
-                dict(eps=float("nan")), dict(rounding="up"), dict(name=""), dict(seed=-1)):
+    for bad in ({"dim": 0}, {"capacity": 0}, {"capacity": 2**31 + 1}, {"optimizer": "lamb"}, {"lr": -1.0},
+                {"eps": float("nan")}, {"rounding": "up"}, {"name": ""}, {"seed": -1}, {"beta1": 1.0},
+                {"beta2": -0.1}, {"beta1": float("nan")}, {"beta2": True}):
         with pytest.raises(InvalidRequest):
             TableConfig(**{"name": "a", "dim": 4, "capacity": 10, **bad})
     s.create_table(TableConfig("a", dim=4, capacity=10))
@@ -226,7 +226,7 @@ def test_initial_rows_equal_embedding_store():
     es = EmbeddingStore(names, caps, dim=16, init_scale=0.07, seed=11)
     rng = np.random.default_rng(1)
     ids = np.stack([rng.integers(0, c, 300) for c in caps], axis=1)
-    u, inverse, rows = es.pull(ids)
+    _u, inverse, rows = es.pull(ids)
     want = rows.numpy()[inverse.numpy()]  # (B, T, d)
     s = RowStore()
     for k, (name, cap) in enumerate(zip(names, caps)):
@@ -297,7 +297,7 @@ def test_low_precision_rows_train_with_stochastic_rounding_deterministically():
             push(s, "t", ids, np.full((64, 8), -1e-4), seq=q)
         return s.pull("t", ids[:32]), s.pull("t", ids[32:])
 
-    h, q = run("nearest")
+    h, _q = run("nearest")
     assert (h == 1.0).all()  # nearest rounding loses every small update
     h1, q1 = run("stochastic")
     h2, q2 = run("stochastic")

@@ -228,7 +228,7 @@ def test_table_messages_round_trip() -> None:
 def test_service_has_the_contracted_methods() -> None:
     service = ps_pb2.DESCRIPTOR.services_by_name["ParameterServer"]
     assert sorted(m.name for m in service.methods) == sorted(
-        ["Pull", "Push", "CreateTable", "DropTable", "TableStats", "Checkpoint", "Restore", "Health"])
+        ["Pull", "Push", "PullMany", "PushMany", "Assign", "CreateTable", "DropTable", "TableStats", "Checkpoint", "Restore", "Health"])
     assert ps_pb2.DESCRIPTOR.package == "shark.wire.v1"
 
 

@@ -45,6 +45,21 @@ class ParameterServerStub:
                 request_serializer=shark_dot_wire_dot_v1_dot_ps__pb2.PushRequest.SerializeToString,
                 response_deserializer=shark_dot_wire_dot_v1_dot_ps__pb2.PushResponse.FromString,
                 _registered_method=True)
+        self.PullMany = channel.unary_unary(
+                '/shark.wire.v1.ParameterServer/PullMany',
+                request_serializer=shark_dot_wire_dot_v1_dot_ps__pb2.PullManyRequest.SerializeToString,
+                response_deserializer=shark_dot_wire_dot_v1_dot_ps__pb2.PullManyResponse.FromString,
+                _registered_method=True)
+        self.PushMany = channel.unary_unary(
+                '/shark.wire.v1.ParameterServer/PushMany',
+                request_serializer=shark_dot_wire_dot_v1_dot_ps__pb2.PushManyRequest.SerializeToString,
+                response_deserializer=shark_dot_wire_dot_v1_dot_ps__pb2.PushResponse.FromString,
+                _registered_method=True)
+        self.Assign = channel.unary_unary(
+                '/shark.wire.v1.ParameterServer/Assign',
+                request_serializer=shark_dot_wire_dot_v1_dot_ps__pb2.AssignRequest.SerializeToString,
+                response_deserializer=shark_dot_wire_dot_v1_dot_ps__pb2.AssignResponse.FromString,
+                _registered_method=True)
         self.CreateTable = channel.unary_unary(
                 '/shark.wire.v1.ParameterServer/CreateTable',
                 request_serializer=shark_dot_wire_dot_v1_dot_ps__pb2.CreateTableRequest.SerializeToString,
@@ -90,6 +105,26 @@ class ParameterServerServicer:
 
     def Push(self, request, context):
         """Apply row gradients and per-row click counts; rejected as a whole on any invalid field.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PullMany(self, request, context):
+        """Pull and Push for several tables in one call.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PushMany(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Assign(self, request, context):
+        """Set rows to given values (initialisation of dense parameters).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -149,6 +184,21 @@ def add_ParameterServerServicer_to_server(servicer, server):
                     servicer.Push,
                     request_deserializer=shark_dot_wire_dot_v1_dot_ps__pb2.PushRequest.FromString,
                     response_serializer=shark_dot_wire_dot_v1_dot_ps__pb2.PushResponse.SerializeToString,
+            ),
+            'PullMany': grpc.unary_unary_rpc_method_handler(
+                    servicer.PullMany,
+                    request_deserializer=shark_dot_wire_dot_v1_dot_ps__pb2.PullManyRequest.FromString,
+                    response_serializer=shark_dot_wire_dot_v1_dot_ps__pb2.PullManyResponse.SerializeToString,
+            ),
+            'PushMany': grpc.unary_unary_rpc_method_handler(
+                    servicer.PushMany,
+                    request_deserializer=shark_dot_wire_dot_v1_dot_ps__pb2.PushManyRequest.FromString,
+                    response_serializer=shark_dot_wire_dot_v1_dot_ps__pb2.PushResponse.SerializeToString,
+            ),
+            'Assign': grpc.unary_unary_rpc_method_handler(
+                    servicer.Assign,
+                    request_deserializer=shark_dot_wire_dot_v1_dot_ps__pb2.AssignRequest.FromString,
+                    response_serializer=shark_dot_wire_dot_v1_dot_ps__pb2.AssignResponse.SerializeToString,
             ),
             'CreateTable': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateTable,
@@ -236,6 +286,87 @@ class ParameterServer:
             '/shark.wire.v1.ParameterServer/Push',
             shark_dot_wire_dot_v1_dot_ps__pb2.PushRequest.SerializeToString,
             shark_dot_wire_dot_v1_dot_ps__pb2.PushResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PullMany(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shark.wire.v1.ParameterServer/PullMany',
+            shark_dot_wire_dot_v1_dot_ps__pb2.PullManyRequest.SerializeToString,
+            shark_dot_wire_dot_v1_dot_ps__pb2.PullManyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PushMany(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shark.wire.v1.ParameterServer/PushMany',
+            shark_dot_wire_dot_v1_dot_ps__pb2.PushManyRequest.SerializeToString,
+            shark_dot_wire_dot_v1_dot_ps__pb2.PushResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Assign(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shark.wire.v1.ParameterServer/Assign',
+            shark_dot_wire_dot_v1_dot_ps__pb2.AssignRequest.SerializeToString,
+            shark_dot_wire_dot_v1_dot_ps__pb2.AssignResponse.FromString,
             options,
             channel_credentials,
             insecure,
