@@ -1,0 +1,188 @@
+"""ShardActor: one PS shard as a Ray actor. It owns a RowStore behind a ParameterServerServicer and serves it over
+gRPC (the data plane); Ray only places, restarts and introspects it (the control plane), DESIGN.md section 2.
+
+Start-up order (DESIGN.md section 7: "a restarted shard actor restores itself in its constructor and reports
+NOT_SERVING until it has"): servicer (serving=False) -> gRPC server bound on host:0 -> restore from the newest
+complete checkpoint of this shard under checkpoint_dir (or `restore_tag`) -> set_serving(True). The constructor
+returns only after that, so an actor restarted by Ray (max_restarts) comes back with its checkpointed rows and a
+new port; ask `address()` again after a restart.
+
+Use:
+    actor = RayShardActor.options(name="shard-0").remote(0, 4, checkpoint_dir="/ckpt")  # host: this node's IP
+    addr = ray.get(actor.address.remote())          # "host:port" of its gRPC server
+
+`RayShardActor` = ray.remote(ShardActor) with max_concurrency=8 (gRPC serves from its own threads anyway; this
+lets info()/stop() and the bench's direct calls run while another call waits), num_cpus=0.5 (a shard mostly
+waits on the network; S shards + W workers + a coordinator must fit a 2-core machine) and max_restarts=3.
+Override any of them with .options(...).
+
+Nothing but plain exceptions leaves the actor: gRPC and store exceptions do not all pickle through Ray, so every
+public method raises ValueError (the caller's mistake) or RuntimeError (ours), with the original message.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import grpc
+import numpy as np
+import ray
+
+from ps.checkpoint import latest_tag, read_shard_checkpoint
+from ps.server.servicer import ParameterServerServicer, worker_key
+from ps.store import RowStore, TableConfig, TableExists
+from shark.cluster.ray_runtime import node_ip
+from shark.wire.v1 import ps_pb2_grpc
+
+log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_MAX_MESSAGE_BYTES = 64 << 20
+DEFAULT_SEQ_WINDOW = 4096
+
+
+def _plain_errors(fn: F) -> F:
+    """Re-raise anything as ValueError (caller's mistake: bad arguments, unknown table, ...) or RuntimeError."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (ValueError, KeyError) as exc:  # InvalidRequest, WireError, UnknownTable, TableExists, ...
+            raise ValueError(f"{type(exc).__name__}: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - must not carry unpicklable state through Ray
+            raise RuntimeError(f"{type(exc).__name__}: {exc}") from None
+    return wrapper  # type: ignore[return-value]
+
+
+def shard_name(shard_index: int) -> str:
+    """The shard's name: its folder in a checkpoint and its servicer's `shard`."""
+    return f"shard-{shard_index}"
+
+
+class ShardActor:
+    """One shard: RowStore + servicer + threaded gRPC server, restored from a checkpoint before it serves."""
+
+    @_plain_errors
+    def __init__(self, shard_index: int, num_shards: int, host: str | None = None, checkpoint_dir: str | None = None,
+                 restore_tag: str | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                 seq_window: int = DEFAULT_SEQ_WINDOW, grpc_workers: int = 4) -> None:
+        if not 0 <= shard_index < num_shards:
+            raise ValueError(f"shard_index must be in [0, {num_shards}), got {shard_index}")
+        if restore_tag is not None and checkpoint_dir is None:
+            raise ValueError("restore_tag needs a checkpoint_dir")
+        # host None: this node's address as Ray knows it (127.0.0.2 on a local instance), resolved here, on the
+        # node the actor was placed on, not on the driver's.
+        self.shard_index, self.num_shards, self.host = shard_index, num_shards, host or node_ip()
+        self.shard = shard_name(shard_index)
+        self.checkpoint_dir = checkpoint_dir
+        self.restored_tag: str | None = None
+        self.servicer = self._make_servicer(RowStore(seq_window=seq_window), max_message_bytes)
+        gated = hasattr(self.servicer, "set_serving")
+        if not gated:  # older servicer (always SERVING): restore before anyone can connect
+            self._restore(restore_tag)
+        self.server, self.port = self._start_server(max_message_bytes, grpc_workers)
+        if gated:
+            try:
+                self._restore(restore_tag)
+            except BaseException:
+                self.server.stop(0)
+                raise
+            self.servicer.set_serving(True)
+        log.info("%s serving on %s:%d (restored %s)", self.shard, host, self.port, self.restored_tag)
+
+    def _make_servicer(self, store: RowStore, max_message_bytes: int) -> ParameterServerServicer:
+        kwargs: dict[str, Any] = {"max_tensor_bytes": max_message_bytes, "shard": self.shard}
+        if "serving" in inspect.signature(ParameterServerServicer.__init__).parameters:
+            kwargs["serving"] = False
+        return ParameterServerServicer(store, **kwargs)
+
+    def _start_server(self, max_message_bytes: int, workers: int) -> tuple[grpc.Server, int]:
+        # As ps.server.serve.start_server, but around our servicer (it builds its own from a store).
+        options = [("grpc.max_send_message_length", max_message_bytes),
+                   ("grpc.max_receive_message_length", max_message_bytes)]
+        server = grpc.server(ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"{self.shard}-grpc"),
+                             options=options)
+        ps_pb2_grpc.add_ParameterServerServicer_to_server(self.servicer, server)
+        port = server.add_insecure_port(f"{self.host}:0")
+        if port == 0:
+            raise OSError(f"could not bind {self.host}:0")
+        server.start()
+        return server, port
+
+    def _restore(self, restore_tag: str | None) -> None:
+        """The same read and swap as the Restore RPC (read_shard_checkpoint: verified, all-or-nothing, the
+        manifest's seq_window; then the servicer's replace_store). No checkpoint: start empty."""
+        if self.checkpoint_dir is None:
+            return
+        tag = restore_tag if restore_tag is not None else latest_tag(self.checkpoint_dir, self.shard)
+        if tag is None:
+            return
+        restored = read_shard_checkpoint(self.checkpoint_dir, self.shard, tag=tag)
+        if hasattr(self.servicer, "replace_store"):
+            self.servicer.replace_store(restored)
+        else:
+            with self.servicer.lock:
+                self.servicer.store = restored
+        self.restored_tag = tag
+
+    # --- control ----------------------------------------------------------------------------------------------
+    def address(self) -> str:
+        """"host:port" of this shard's gRPC server."""
+        return f"{self.host}:{self.port}"
+
+    @_plain_errors
+    def info(self) -> dict[str, Any]:
+        ctx = ray.get_runtime_context() if ray.is_initialized() else None
+        with self.servicer.lock:
+            tables = self.servicer.store.table_names()
+        return {"shard": self.shard, "shard_index": self.shard_index, "num_shards": self.num_shards,
+                "address": self.address(), "node_id": ctx.get_node_id() if ctx else None,
+                "node_ip": ray.util.get_node_ip_address() if ctx else None, "pid": os.getpid(),
+                "restored_tag": self.restored_tag, "checkpoint_dir": self.checkpoint_dir, "tables": tables,
+                "restarted": bool(ctx and ctx.was_current_actor_reconstructed)}
+
+    def stop(self, grace: float = 0.5) -> None:
+        """Stop the gRPC server (in-flight calls get `grace` seconds). The actor stays; ray.kill() it after."""
+        self.server.stop(grace).wait()
+
+    # --- direct data path (benchmarks only: the data plane is gRPC) ---------------------------------------------
+    @_plain_errors
+    def create_table(self, name: str, dim: int, capacity: int, optimizer: str = "adagrad", lr: float = 0.05,
+                     init_scale: float = 0.05, seed: int = 0, **extra: Any) -> bool:
+        """As the CreateTable RPC: True if created, False if an identical table exists, ValueError if a different
+        one does. `extra`: the other TableConfig fields (eps, rounding, beta1, beta2)."""
+        cfg = TableConfig(name=name, dim=dim, capacity=capacity, optimizer=optimizer, lr=lr, init_scale=init_scale,
+                          seed=seed, **extra)
+        with self.servicer.lock:
+            store = self.servicer.store
+            if store.has_table(name):
+                if store.config(name) == cfg:
+                    return False
+                raise TableExists(f"table {name!r} exists with a different configuration")
+            store.create_table(cfg)
+        return True
+
+    @_plain_errors
+    def pull(self, table: str, ids: np.ndarray) -> np.ndarray:
+        """(N,) int64 ids -> (N, dim) float32 rows, as the Pull RPC (absent rows are created)."""
+        with self.servicer.lock:
+            return self.servicer.store.pull(table, ids)
+
+    @_plain_errors
+    def push(self, table: str, ids: np.ndarray, grads: np.ndarray, c_pos: np.ndarray, c_neg: np.ndarray,
+             worker_id: str, seq: int) -> bool:
+        """As the Push RPC (same worker_id -> key mapping, so both paths share idempotency): True if applied,
+        False if (worker_id, seq) was already applied."""
+        worker = worker_key(worker_id)
+        with self.servicer.lock:
+            res = self.servicer.store.push(table, ids, grads, c_pos, c_neg, worker_id=worker, seq=seq)
+        return res.applied
+
+
+RayShardActor = ray.remote(num_cpus=0.5, max_concurrency=8, max_restarts=3)(ShardActor)
