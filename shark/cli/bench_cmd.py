@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from shark.cli.common import config_option, emit_json, run_user_errors
+from shark.cli.common import config_option, emit_json, fail, run_user_errors
 from shark.cli.options import model_options, train_config
 
 
@@ -15,21 +15,74 @@ def bench() -> None:
 
 @bench.command("train")
 @config_option
-@click.option("--engine", type=click.Choice(["local"]), default="local", show_default=True,
-              help="Engine to measure against the stock-PyTorch baseline.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="'local': the single-process engine against stock PyTorch. 'ray': the distributed engine "
+                   "(--shards x --workers on a local Ray, or --address) against the single-process engine.")
+@click.option("--shards", type=int, default=2, show_default=True, help="With --engine ray: shard actors.")
+@click.option("--workers", type=int, default=2, show_default=True, help="With --engine ray: worker actors.")
+@click.option("--staleness", type=int, default=2, show_default=True, help="With --engine ray: push window.")
+@click.option("--address", default=None, help="With --engine ray: a Ray cluster to use instead of a local one.")
 @click.option("--rows", type=int, default=200_000, show_default=True, help="Synthetic training rows per repeat.")
 @click.option("--repeats", type=int, default=3, show_default=True, help="Alternating repeats; medians are reported.")
 @click.option("--warmup-batches", type=int, default=5, show_default=True, help="Untimed batches per repeat.")
 @model_options
 @click.option("--json-out", type=click.Path(dir_okay=False), default=None, help="Write the JSON result here.")
 @click.option("--json", "json_stdout", is_flag=True, help="Print the JSON result to stdout (the table then goes to stderr).")
-def train(engine: str, rows: int, repeats: int, warmup_batches: int, json_out: str | None, json_stdout: bool,
-          **kw) -> None:
-    """Training throughput (examples/s) on synthetic data, against stock PyTorch on the same batches."""
+def train(engine: str, shards: int, workers: int, staleness: int, address: str | None, rows: int, repeats: int,
+          warmup_batches: int, json_out: str | None, json_stdout: bool, **kw) -> None:
+    """Training throughput (examples/s) on synthetic data against a baseline on the same rows: stock PyTorch for
+    the local engine, the single-process engine for the distributed one."""
     from shark.bench.train_bench import BenchSpec, bench_train, format_bench
 
     config = run_user_errors(train_config, kw, settings=True)
+    if engine == "ray":
+        from shark.bench.engine_bench import bench_engines, format_engine_bench
+        from shark.coordinator.config import ClusterConfig
+
+        cluster = run_user_errors(ClusterConfig, address=address, shards=shards, workers=workers,
+                                  staleness=staleness, settings=True)
+        from shark.coordinator.errors import RunError
+
+        try:
+            result = run_user_errors(bench_engines, config, cluster, rows, repeats, settings=True)
+        except RunError as exc:
+            fail(str(exc))
+        click.echo(format_engine_bench(result), err=json_stdout)
+        emit_json(result, json_out, json_stdout)
+        return
     spec = run_user_errors(BenchSpec, rows=rows, repeats=repeats, warmup_batches=warmup_batches, settings=True)
     result = bench_train(config, spec, engine=engine)
+    click.echo(format_bench(result), err=json_stdout)  # with --json, stdout carries only the JSON
+    emit_json(result, json_out, json_stdout)
+
+
+@bench.command("ps")
+@config_option
+@click.option("--rows", type=int, default=4096, show_default=True, help="Unique row ids per pull/push call.")
+@click.option("--dim", type=int, default=16, show_default=True, help="Row width (float32).")
+@click.option("--calls", type=int, default=200, show_default=True, help="Timed calls per side, op and repeat.")
+@click.option("--repeats", type=int, default=3, show_default=True,
+              help="Repeats (the order of the sides rotates); medians are reported.")
+@click.option("--warmup-calls", type=int, default=3, show_default=True, help="Untimed calls before each timing.")
+@click.option("--ids", "variant", type=click.Choice(["dense", "random", "both"]), default="both", show_default=True,
+              help="'dense': the same ids 0..rows-1 every call; 'random': fresh sorted unique ids each call, "
+                   "drawn from --id-space (rows are created on first touch); 'both'.")
+@click.option("--id-space", type=int, default=10_000_000, show_default=True,
+              help="Table capacity of the 'random' variant (ids drawn from [0, id-space)).")
+@click.option("--address", default=None,
+              help="Ray cluster to join (else RAY_ADDRESS, else a local loopback-only Ray is started and stopped).")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
+@click.option("--json-out", type=click.Path(dir_okay=False), default=None, help="Write the JSON result here.")
+@click.option("--json", "json_stdout", is_flag=True, help="Print the JSON result to stdout (the table then goes to stderr).")
+def ps(rows: int, dim: int, calls: int, repeats: int, warmup_calls: int, variant: str, id_space: int,
+       address: str | None, progress: bool, json_out: str | None, json_stdout: bool) -> None:
+    """PS shard data plane: pull/push rows/s over gRPC against Ray actor calls to the same shard actor, with an
+    in-process RowStore as the ceiling."""
+    from shark.bench.ps_bench import VARIANTS, PsBenchSpec, bench_ps, format_bench
+
+    variants = VARIANTS if variant == "both" else (variant,)
+    spec = run_user_errors(PsBenchSpec, rows=rows, dim=dim, calls=calls, repeats=repeats, warmup_calls=warmup_calls,
+                           variants=variants, id_space=id_space, settings=True)
+    result = bench_ps(spec, address=address, progress=progress)
     click.echo(format_bench(result), err=json_stdout)  # with --json, stdout carries only the JSON
     emit_json(result, json_out, json_stdout)

@@ -7,7 +7,7 @@ import click
 from shark import __version__
 from shark.cli.bench_cmd import bench
 from shark.cli.data_cmd import data
-from shark.cli.train_cmd import train
+from shark.cli.train_cmd import evaluate, train
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -21,6 +21,7 @@ def cli() -> None:
 
 
 cli.add_command(train)
+cli.add_command(evaluate)
 cli.add_command(data)
 cli.add_command(bench)
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
 import click
 
 from shark.cli.common import parse_ints
+from shark.coordinator.config import ClusterConfig
 from shark.data.bad_lines import BadLinePolicy
 from shark.data.schema import Schema
 from shark.train.config import TrainConfig
@@ -120,3 +122,35 @@ def _schema_from_options(path: str, fmt: str, label: str | None, dense: str | No
         cols = [header.label, *header.dense, *header.categorical]
         cat_cols = tuple(c for c in cols if c != label and c not in dense_cols)
     return Schema(label=label, dense=dense_cols, categorical=cat_cols)
+
+
+_CLUSTER = ClusterConfig()
+
+cluster_options = _apply([
+    click.option("--address", default=None,
+                 help="Ray cluster to join ('auto' or host:port; RAY_ADDRESS works too). Default: start a local Ray "
+                      "instance on loopback for this run."),
+    click.option("--shards", type=int, default=_CLUSTER.shards, show_default=True,
+                 help="Parameter-server shard actors."),
+    click.option("--workers", type=int, default=_CLUSTER.workers, show_default=True, help="Training worker actors."),
+    click.option("--staleness", type=int, default=_CLUSTER.staleness, show_default=True,
+                 help="Push steps a worker may have in flight before it waits for a reply (0 = synchronous)."),
+    click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None,
+                 help="Write checkpoints here (every shard, then RUN.json last)."),
+    click.option("--checkpoint-every", type=int, default=_CLUSTER.checkpoint_every, show_default=True,
+                 help="Batches per worker between checkpoints; 0 = one checkpoint at the end."),
+    click.option("--worker-threads", type=int, default=_CLUSTER.worker_threads, show_default=True,
+                 help="torch threads per worker actor."),
+    click.option("--shard-cpus", type=float, default=_CLUSTER.shard_cpus, show_default=True,
+                 help="Ray CPUs requested per shard actor."),
+    click.option("--worker-cpus", type=float, default=_CLUSTER.worker_cpus, show_default=True,
+                 help="Ray CPUs requested per worker actor."),
+])
+
+
+def cluster_config(kw: dict[str, Any], **extra: Any) -> ClusterConfig:
+    return ClusterConfig(
+        address=kw.pop("address") or os.environ.get("RAY_ADDRESS") or None, shards=kw.pop("shards"),
+        workers=kw.pop("workers"), staleness=kw.pop("staleness"), checkpoint_dir=kw.pop("checkpoint_dir"),
+        checkpoint_every=kw.pop("checkpoint_every"), worker_threads=kw.pop("worker_threads"),
+        shard_cpus=kw.pop("shard_cpus"), worker_cpus=kw.pop("worker_cpus"), **extra)

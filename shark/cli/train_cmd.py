@@ -1,18 +1,29 @@
-"""`shark train`."""
+"""`shark train` and `shark evaluate`."""
 
 from __future__ import annotations
 
 import click
 
-from shark.cli.common import config_option, emit_json, run_user_errors
-from shark.cli.options import data_options, data_spec, model_options, train_config
+from shark.cli.common import config_option, emit_json, fail, run_user_errors
+from shark.cli.options import cluster_config, cluster_options, data_options, data_spec, model_options, train_config
+
+
+def _run_ray(config, spec, cluster, progress: bool, train: bool) -> dict:
+    from shark.coordinator.errors import RunError
+    from shark.train.ray_run import run_ray
+
+    try:
+        return run_user_errors(run_ray, config, spec, cluster, progress=progress, train=train)
+    except RunError as exc:
+        fail(str(exc))
 
 
 @click.command()
 @config_option
-@click.option("--engine", type=click.Choice(["local"]), default="local", show_default=True,
-              help="'local': the single-process trainer (the reference). The distributed parameter-server "
-                   "engine arrives with the parameter-server work.")
+@click.option("--engine", type=click.Choice(["ray", "local"]), default="ray", show_default=True,
+              help="'ray': parameter-server shards and workers as Ray actors, rows over gRPC (a local Ray instance "
+                   "on loopback unless --address). 'local': the single-process trainer, the reference.")
+@cluster_options
 @data_options
 @model_options
 @click.option("--json-out", type=click.Path(dir_okay=False), default=None,
@@ -22,13 +33,58 @@ from shark.cli.options import data_options, data_spec, model_options, train_conf
 def train(engine: str, json_out: str | None, json_stdout: bool, progress: bool, **kw) -> None:
     """Train a DLRM and report progressive (online) and held-out AUC and logloss.
 
-    By default it trains on 1M synthetic Criteo-like rows and evaluates on 200k held-out rows, and prints the
-    synthetic teacher's own AUC beside the model's. Give --data FILE for your own data.
+    By default it trains on 1M synthetic Criteo-like rows with 2 parameter-server shards and 2 workers on a local
+    Ray instance, evaluates on 200k held-out rows, and prints the synthetic teacher's own AUC beside the model's.
+    Give --data FILE for your own data.
     """
     from shark.train.run import format_summary, run_local
 
     config = run_user_errors(train_config, kw, settings=True)
     spec = run_user_errors(data_spec, kw, settings=True)
-    result = run_user_errors(run_local, config, spec, progress=progress)
-    click.echo(format_summary(result.summary), err=json_stdout)  # with --json, stdout carries only the JSON
-    emit_json(result.summary, json_out, json_stdout)
+    cluster = run_user_errors(cluster_config, kw, settings=True)
+    if engine == "local":
+        summary = run_user_errors(run_local, config, spec, progress=progress).summary
+    else:
+        summary = _run_ray(config, spec, cluster, progress, train=True)
+    click.echo(format_summary(summary), err=json_stdout)  # with --json, stdout carries only the JSON
+    emit_json(summary, json_out, json_stdout)
+
+
+@click.command()
+@config_option
+@click.option("--checkpoint", "checkpoint_dir", required=True, type=click.Path(file_okay=False, exists=True),
+              help="A checkpoint directory written by `shark train --checkpoint-dir`.")
+@click.option("--tag", default=None, help="Checkpoint tag (default: the newest complete one).")
+@click.option("--address", default=None, help="Ray cluster to join (default: a local Ray instance on loopback).")
+@click.option("--workers", type=int, default=2, show_default=True, help="Worker actors that score the held-out rows.")
+@data_options
+@click.option("--json-out", type=click.Path(dir_okay=False), default=None, help="Write the JSON summary here.")
+@click.option("--json", "json_stdout", is_flag=True, help="Print the JSON summary to stdout.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress output on stderr.")
+def evaluate(checkpoint_dir: str, tag: str | None, address: str | None, workers: int, json_out: str | None,
+             json_stdout: bool, progress: bool, **kw) -> None:
+    """Start a cluster from a checkpoint and score the held-out rows (the model configuration comes from the
+    checkpoint; give the same data options as the training run)."""
+    import os
+
+    from ps.checkpoint import CheckpointError
+    from shark.coordinator.config import ClusterConfig
+    from shark.coordinator.run_manifest import latest_run_tag, read_run_manifest
+    from shark.train.config import train_config_from_dict
+    from shark.train.run import format_summary
+
+    try:
+        tag = tag or latest_run_tag(checkpoint_dir)
+        if tag is None:
+            fail(f"{checkpoint_dir}: no complete checkpoint (no tag with a valid RUN.json)")
+        doc = read_run_manifest(checkpoint_dir, tag)
+    except CheckpointError as exc:
+        fail(str(exc))
+    config = run_user_errors(train_config_from_dict, doc["train_config"], settings=True)
+    spec = run_user_errors(data_spec, kw, settings=True)
+    cluster = run_user_errors(ClusterConfig, address=address or os.environ.get("RAY_ADDRESS") or None,
+                              shards=doc["num_shards"], workers=workers, restore_from=checkpoint_dir,
+                              restore_tag=tag, settings=True)
+    summary = _run_ray(config, spec, cluster, progress, train=False)
+    click.echo(format_summary(summary), err=json_stdout)
+    emit_json(summary, json_out, json_stdout)

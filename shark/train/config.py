@@ -50,3 +50,11 @@ class TrainConfig:
         d = asdict(self)
         d["capacities"] = dict(self.capacities)
         return d
+
+
+def train_config_from_dict(d: dict[str, Any]) -> TrainConfig:
+    """Inverse of TrainConfig.to_dict (JSON turns tuples into lists and capacities into a dict)."""
+    d = dict(d)
+    d["bottom"], d["top"] = tuple(d["bottom"]), tuple(d["top"])
+    d["capacities"] = tuple(sorted((str(k), int(v)) for k, v in dict(d.get("capacities", {})).items()))
+    return TrainConfig(**d)

@@ -90,18 +90,24 @@ class DataPlan:
             if len(part):
                 yield part
 
-    def train_batches(self) -> Iterator[RawBatch]:
+    def train_batches(self, part: int = 0, parts: int = 1) -> Iterator[RawBatch]:
+        """The training stream, or worker `part`'s share of it when `parts` workers split it."""
+        _check_part(part, parts)
         if self.generator is not None:
-            return self.generator.batches(self.spec.train_rows, self.batch_size, split="train")
+            lo, hi = _range_of(self.spec.train_rows, part, parts)
+            return self.generator.batches(hi - lo, self.batch_size, split="train", start=lo)
         batches = self._read(self.spec.source, "train", self.batch_size)
-        return batches if self.spec.test_path else self._split(batches, want_test=False)
+        return _stripe(batches if self.spec.test_path else self._split(batches, want_test=False), part, parts)
 
-    def test_batches(self) -> Iterator[RawBatch]:
+    def test_batches(self, part: int = 0, parts: int = 1) -> Iterator[RawBatch]:
+        _check_part(part, parts)
         if self.generator is not None:
-            return self.generator.batches(self.spec.test_rows, self.eval_batch_size, split="test")
+            lo, hi = _range_of(self.spec.test_rows, part, parts)
+            return self.generator.batches(hi - lo, self.eval_batch_size, split="test", start=lo)
         if self.spec.test_path:
-            return self._read(self.spec.test_path, "test", self.eval_batch_size)
-        return self._split(self._read(self.spec.source, "test", self.eval_batch_size), want_test=True)
+            return _stripe(self._read(self.spec.test_path, "test", self.eval_batch_size), part, parts)
+        batches = self._split(self._read(self.spec.source, "test", self.eval_batch_size), want_test=True)
+        return _stripe(batches, part, parts)
 
     def describe(self) -> dict[str, Any]:
         d: dict[str, Any] = {"source": self.spec.source, "label": self.schema.label,
@@ -123,6 +129,27 @@ class DataPlan:
         ranking = [{"field": f.name, "role": f.role, "importance": f.importance, "duplicate_of": f.duplicate_of}
                    for f in self.generator.field_ranking(group_dense=True)]
         return {"auc": self.generator.teacher_auc(self.spec.test_rows, split="test"), "field_ranking": ranking}
+
+
+def _check_part(part: int, parts: int) -> None:
+    if parts < 1 or not 0 <= part < parts:
+        raise ValueError(f"part must be in [0, {parts}), got {part}")
+
+
+def _range_of(n_rows: int, part: int, parts: int) -> tuple[int, int]:
+    """Contiguous rows [lo, hi) of part `part`: the synthetic stream is i.i.d., so contiguous shares are fair."""
+    return n_rows * part // parts, n_rows * (part + 1) // parts
+
+
+def _stripe(batches: Iterator[RawBatch], part: int, parts: int) -> Iterator[RawBatch]:
+    """Every parts-th batch starting at `part`: a file is split among workers batch by batch (each worker reads
+    the whole file and keeps its stripe, so no worker needs to know the file's length in advance)."""
+    if parts == 1:
+        yield from batches
+        return
+    for i, raw in enumerate(batches):
+        if i % parts == part:
+            yield raw
 
 
 def source_label(spec: DataSpec) -> str:

@@ -80,22 +80,37 @@ def _recent_metrics(log: ScoreLog, n: int = 20_000) -> str:
 
 
 def format_summary(summary: dict[str, Any]) -> str:
-    """The human-readable table printed after a run."""
+    """The human-readable table printed after a run (local or distributed, trained or only evaluated)."""
     tr, te = summary["train"]["progressive"], summary["test"]
     lines = [
         f"engine {summary['engine']}   data {summary['data']['source']}   "
         f"fields {len(summary['model']['fields'])}   elapsed {summary['elapsed_seconds']:.1f}s",
-        f"{'':22}{'examples':>12}{'AUC':>10}{'logloss':>10}{'pos rate':>10}",
-        f"{'progressive (train)':22}{tr['examples']:>12,}{tr['auc']:>10.4f}{tr['logloss']:>10.4f}"
-        f"{tr['positive_rate']:>10.4f}",
-        f"{'held-out':22}{te['examples']:>12,}{te['auc']:>10.4f}{te['logloss']:>10.4f}{te['positive_rate']:>10.4f}",
     ]
+    cl = summary.get("cluster")
+    if cl:
+        lines.append(f"cluster {cl['shards']} shards, {cl['workers']} workers, staleness {cl['staleness']}   "
+                     f"shards at {', '.join(cl['addresses'])}")
+    lines.append(f"{'':22}{'examples':>12}{'AUC':>10}{'logloss':>10}{'pos rate':>10}")
+    if tr:
+        lines.append(f"{'progressive (train)':22}{tr['examples']:>12,}{tr['auc']:>10.4f}{tr['logloss']:>10.4f}"
+                     f"{tr['positive_rate']:>10.4f}")
+    lines.append(f"{'held-out':22}{te['examples']:>12,}{te['auc']:>10.4f}{te['logloss']:>10.4f}"
+                 f"{te['positive_rate']:>10.4f}")
     if "teacher" in summary:
         lines.append(f"{'teacher (ceiling)':22}{'':>12}{summary['teacher']['auc']:>10.4f}"
                      f"      gap {te['auc_gap_to_teacher']:+.4f}")
     thr = summary["throughput"]
-    lines.append(f"throughput {thr['examples_per_second']:,.0f} examples/s in train steps "
-                 f"({thr['threads']} torch threads)")
+    if thr.get("train_examples"):
+        lines.append(f"throughput {thr['examples_per_second']:,.0f} examples/s in training "
+                     f"({thr['threads']} torch threads)")
+    mem = summary["model"].get("embedding_memory", {})
+    if "bytes" in mem:
+        lines.append(f"embedding memory {mem['bytes'] / 2**20:,.1f} MiB in {mem['rows']:,} rows on the shards")
+    for ck in summary.get("checkpoints", []):
+        lines.append(f"checkpoint {ck['tag']} -> {ck['path']} ({ck['seconds']:.2f}s)")
+    if summary.get("restored_from"):
+        r = summary["restored_from"]
+        lines.append(f"restored from {r['directory']} tag {r['tag']}")
     for role, rep in summary["data"].get("read_reports", {}).items():
         if rep.get("rows_bad"):
             lines.append(f"{role} pass: {rep['summary']}")

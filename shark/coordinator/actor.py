@@ -1,0 +1,285 @@
+"""Coordinator: the Ray actor that owns a distributed run.
+
+It places S shard actors and W worker actors (SPREAD across nodes), creates the tables (or has the shards restore
+a checkpoint), drives training in segments between checkpoints, writes checkpoints (every shard, then RUN.json
+last), evaluates, and assembles the summary. Its phases live in RunStateMachine; `progress()` can be called while
+`run()` is working (the actor is threaded), and is what the driver's progress bar shows.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Any
+
+import numpy as np
+
+from shark.coordinator.config import ClusterConfig
+from shark.coordinator.errors import RunError
+from shark.coordinator.phases import Phase, RunStateMachine
+from shark.coordinator.run_manifest import latest_run_tag, read_run_manifest, write_run_manifest
+from shark.metrics import ScoreLog, auc, logloss
+from shark.train.config import TrainConfig
+from shark.train.data_plan import DataPlan, DataSpec
+
+DENSE_TABLE = "__dense__"  # worker.dense.DENSE_TABLE, repeated so this module does not import torch
+
+
+class Coordinator:
+    def __init__(self, config: TrainConfig, spec: DataSpec, cluster: ClusterConfig) -> None:
+        self.config, self.spec, self.cluster = config, spec, cluster
+        self.sm = RunStateMachine()
+        self.run_id = uuid.uuid4().hex[:12]
+        self.shards: list[Any] = []
+        self.workers: list[Any] = []
+        self.addresses: list[str] = []
+        self.client: Any = None
+        self.checkpoints: list[dict[str, Any]] = []
+        self.epoch = 0
+        self.train_seconds = 0.0
+        self._train_started: float | None = None
+        self._lock = threading.Lock()
+
+    # --- progress (called concurrently with run) --------------------------------------------------------------
+    def progress(self) -> dict[str, Any]:
+        import ray
+
+        out: dict[str, Any] = {"phase": self.sm.phase.value, "epoch": self.epoch, "examples": 0}
+        if self.sm.phase is not Phase.TRAINING or not self.workers:
+            return out
+        try:
+            parts = ray.get([w.progress.remote() for w in self.workers], timeout=5)
+        except Exception:  # noqa: BLE001 - a slow poll only delays the bar
+            return out
+        y = np.concatenate([p["labels"] for p in parts])
+        p = np.concatenate([p["probs"] for p in parts])
+        wall = self.train_seconds + (time.perf_counter() - self._train_started if self._train_started else 0.0)
+        out["examples"] = int(sum(q["examples"] for q in parts))
+        out["examples_per_second"] = out["examples"] / wall if wall > 0 else 0.0
+        if y.size and 0 < y.sum() < y.size:
+            out["recent_auc"], out["recent_logloss"] = auc(y, p), logloss(y, p)
+        return out
+
+    # --- the run ----------------------------------------------------------------------------------------------
+    def run(self, train: bool = True) -> dict[str, Any]:
+        """Train (unless train=False: evaluate a restored checkpoint), evaluate, return the summary."""
+        started = time.time()
+        try:
+            summary = self._run(train)
+            summary["elapsed_seconds"] = round(time.time() - started, 2)
+            return summary
+        except Exception as exc:  # noqa: BLE001 - one clear, picklable error for the driver
+            phase = self.sm.phase.value
+            if not self.sm.finished:
+                self.sm.move(Phase.FAILED, f"{type(exc).__name__}: {exc}")
+            msg = str(exc) if isinstance(exc, RunError) else f"{type(exc).__name__}: {exc}"
+            raise RunError(f"run failed while {phase}: {msg}") from None
+        finally:
+            self._teardown()
+
+    def _run(self, train: bool) -> dict[str, Any]:
+        import ray
+
+        c = self.cluster
+        restore = self._restore_point()
+        if not train and restore is None:
+            raise RunError("evaluation without training needs a checkpoint to restore (restore_from)")
+        self.sm.move(Phase.STARTING, f"{c.shards} shards, {c.workers} workers")
+        self._start_actors(restore)
+        if restore is not None:
+            self.sm.move(Phase.RESTORING, f"{c.restore_from} tag {restore['tag']}")
+            self._check_restored()
+        else:
+            self.sm.move(Phase.INITIALISING)
+            self.client.create_tables(self._embedding_tables())
+            dense = ray.get(self.workers[0].init_dense.remote())
+            self.dense_info = dense
+        progressive: dict[str, Any] | None = None
+        epochs: list[dict[str, Any]] = []
+        if train:
+            for epoch in range(self.config.epochs):
+                self.epoch = epoch + 1
+                log = self._train_epoch(epoch)
+                epochs.append({"epoch": epoch + 1, "progressive": log.summary(), "progressive_curve": log.curve()})
+            progressive = epochs[0]["progressive"] if epochs else None
+            if c.checkpoint_dir:
+                self.sm.move(Phase.CHECKPOINTING, "final")
+                self._checkpoint(final=True)
+        self.sm.move(Phase.EVALUATING)
+        test = self._evaluate()
+        summary = self._summary(progressive, epochs, test, restore)
+        self.sm.move(Phase.DONE)
+        summary["phases"] = self.sm.to_list()
+        return summary
+
+    # --- pieces -----------------------------------------------------------------------------------------------
+    def _restore_point(self) -> dict[str, Any] | None:
+        c = self.cluster
+        if not c.restore_from:
+            return None
+        tag = c.restore_tag or latest_run_tag(c.restore_from)
+        if tag is None:
+            raise RunError(f"{c.restore_from}: no complete checkpoint (no tag with a valid RUN.json)")
+        doc = read_run_manifest(c.restore_from, tag)
+        if doc["num_shards"] != c.shards:
+            raise RunError(f"checkpoint {tag!r} has {doc['num_shards']} shards, the cluster {c.shards}: "
+                           f"restore with --shards {doc['num_shards']} (resharding is not supported yet)")
+        return doc
+
+    def _start_actors(self, restore: dict[str, Any] | None) -> None:
+        import ray
+
+        from ps.actor import ShardActor
+        from worker.actor import WorkerActor
+        from worker.client import PSClient, RetryPolicy
+
+        c = self.cluster
+        shard_cls = ray.remote(ShardActor)
+        worker_cls = ray.remote(WorkerActor)
+        self.shards = [shard_cls.options(num_cpus=c.shard_cpus, scheduling_strategy="SPREAD", max_concurrency=8,
+                                         name=f"shark-{self.run_id}-shard-{i}").remote(
+            shard_index=i, num_shards=c.shards, host=None,
+            checkpoint_dir=c.restore_from if restore else None, restore_tag=restore["tag"] if restore else None)
+            for i in range(c.shards)]
+        self.addresses = ray.get([s.address.remote() for s in self.shards])
+        self.client = PSClient(self.addresses, worker_id=f"coordinator-{self.run_id}", staleness=0,
+                               retry=RetryPolicy(deadline_s=c.deadline_s))
+        self.client.wait_ready(c.ready_timeout_s)
+        self.workers = [worker_cls.options(num_cpus=c.worker_cpus, scheduling_strategy="SPREAD", max_concurrency=4,
+                                           name=f"shark-{self.run_id}-worker-{i}").remote(
+            i, c.workers, self.addresses, self.config, self.spec, c.staleness, c.worker_threads, c.deadline_s)
+            for i in range(c.workers)]
+        self.worker_info = ray.get([w.ping.remote() for w in self.workers])
+        self.shard_info = ray.get([s.info.remote() for s in self.shards])
+
+    def _embedding_tables(self) -> list[Any]:
+        from ps.store import TableConfig
+
+        cfg = self.config
+        names = DataPlan(self.spec, cfg.batch_size, cfg.eval_batch_size).table_names
+        # The local engine's EmbeddingStore: row-wise Adagrad, eps 1e-8, the same deterministic row init.
+        return [TableConfig(name=t, dim=cfg.embedding_dim, capacity=cfg.capacity_of(t), optimizer="adagrad",
+                            lr=cfg.lr_embedding, eps=1e-8, init_scale=cfg.init_scale, seed=cfg.seed) for t in names]
+
+    def _check_restored(self) -> None:
+        stats = self.client.table_stats()
+        if DENSE_TABLE not in stats:
+            raise RunError("the restored shards hold no dense parameters (table __dense__ missing)")
+
+    def _train_epoch(self, epoch: int) -> ScoreLog:
+        import ray
+
+        c = self.cluster
+        active = list(range(len(self.workers)))
+        while active:
+            self.sm.move(Phase.TRAINING, f"epoch {epoch + 1}")
+            self._train_started = time.perf_counter()
+            try:
+                results = ray.get([self.workers[i].train.remote(epoch, c.checkpoint_every) for i in active])
+            finally:
+                self.train_seconds += time.perf_counter() - self._train_started
+                self._train_started = None
+            self.positions = {r["worker"]: r["position"] for r in results}
+            active = [r["worker"] for r in results if not r["done"]]
+            if active and c.checkpoint_every:
+                self.sm.move(Phase.CHECKPOINTING, f"epoch {epoch + 1}")
+                self._checkpoint(final=False)
+        logs = ray.get([w.epoch_log.remote() for w in self.workers])
+        return _merge_in_time_order(logs)
+
+    def _checkpoint(self, final: bool) -> None:
+        c = self.cluster
+        assert c.checkpoint_dir is not None
+        tag = f"ckpt-{len(self.checkpoints):05d}-{self.run_id}"
+        t0 = time.perf_counter()
+        written = self.client.checkpoint(c.checkpoint_dir, tag)
+        body = {"run_id": self.run_id, "final": final, "epoch": self.epoch,
+                "positions": {str(k): v for k, v in getattr(self, "positions", {}).items()},
+                "train_config": self.config.to_dict(), "cluster": self.cluster.to_dict(),
+                "data": {"source": self.spec.source}}
+        path = write_run_manifest(c.checkpoint_dir, tag, c.shards, body)
+        self.checkpoints.append({"tag": tag, "path": str(path.parent), "final": final,
+                                 "seconds": round(time.perf_counter() - t0, 3), "bytes": written})
+
+    def _evaluate(self) -> dict[str, Any]:
+        import ray
+
+        parts = ray.get([w.evaluate.remote() for w in self.workers])
+        log = ScoreLog()
+        for y, p in parts:
+            log.add(y, p)
+        return log.summary()
+
+    def _summary(self, progressive: dict[str, Any] | None, epochs: list[dict[str, Any]], test: dict[str, Any],
+                 restore: dict[str, Any] | None) -> dict[str, Any]:
+        import ray
+
+        from shark import __version__
+
+        reports = ray.get([w.report.remote() for w in self.workers])
+        stats = self.client.table_stats()
+        dense_stats = stats.pop(DENSE_TABLE, None)
+        examples = sum(r["times"]["examples"] for r in reports)
+        emb_bytes = sum(s["bytes_by_kind"].get("total", 0) for s in stats.values())
+        summary: dict[str, Any] = {
+            "engine": "ray",
+            "shark_version": __version__,
+            "config": self.config.to_dict(),
+            "cluster": {**self.cluster.to_dict(), "addresses": self.addresses, "shards_info": self.shard_info,
+                        "workers_info": self.worker_info},
+            "data": reports[0]["data"],
+            "train": {"progressive": progressive, "epochs": epochs},
+            "test": test,
+            "throughput": {"train_examples": examples, "train_seconds": round(self.train_seconds, 3),
+                           "examples_per_second": round(examples / self.train_seconds, 1)
+                           if self.train_seconds > 0 else 0.0,
+                           "threads": self.cluster.worker_threads * self.cluster.workers,
+                           "workers": [{**r["times"], "client": r["client"]} for r in reports]},
+            "model": {"fields": ["dense", *stats.keys()] if reports[0]["dense"]["parameters"] else list(stats),
+                      "dense_parameters": reports[0]["dense"]["parameters"],
+                      "embedding_dim": self.config.embedding_dim,
+                      "embedding_memory": {"bytes": emb_bytes,
+                                           "rows": sum(s["rows"] for s in stats.values()),
+                                           "tables": stats},
+                      "dense_table": dense_stats},
+            "checkpoints": self.checkpoints,
+            "restored_from": None if restore is None else {"directory": self.cluster.restore_from,
+                                                           "tag": restore["tag"]},
+        }
+        teacher = DataPlan(self.spec, self.config.batch_size, self.config.eval_batch_size).teacher()
+        if teacher is not None:
+            summary["teacher"] = teacher
+            summary["test"]["auc_gap_to_teacher"] = teacher["auc"] - test["auc"]
+        return summary
+
+    def _teardown(self) -> None:
+        import ray
+
+        if self.client is not None:
+            try:
+                self.client.close()
+            except Exception:  # noqa: BLE001 - teardown must not mask the run's own error
+                pass
+        for w in self.workers:
+            try:
+                ray.get(w.stop.remote(), timeout=10)
+            except Exception:  # noqa: BLE001
+                pass
+        for a in self.workers + self.shards:
+            ray.kill(a, no_restart=True)
+        self.workers, self.shards = [], []
+
+
+def _merge_in_time_order(logs: list[tuple[np.ndarray, np.ndarray]]) -> ScoreLog:
+    """Workers' progressive logs -> one log ordered by each example's relative position in its worker's stream
+    (workers advance at about the same rate, so this approximates the order in which examples were trained)."""
+    ys, ps, keys = [], [], []
+    for y, p in logs:
+        ys.append(y)
+        ps.append(p)
+        keys.append((np.arange(y.size) + 0.5) / max(y.size, 1))
+    order = np.argsort(np.concatenate(keys), kind="stable")
+    log = ScoreLog()
+    log.add(np.concatenate(ys)[order], np.concatenate(ps)[order])
+    return log

@@ -1,0 +1,46 @@
+"""ClusterConfig: how a distributed run is laid out on Ray. Frozen, validated at construction."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    address: str | None = None  # None: start a local Ray on loopback; else join this cluster ("auto" = RAY_ADDRESS)
+    shards: int = 2
+    workers: int = 2
+    staleness: int = 2  # push steps a worker may have in flight (0 = synchronous)
+    checkpoint_dir: str | None = None  # where checkpoints go (None: no checkpoints)
+    checkpoint_every: int = 0  # batches per worker between checkpoints (0: only at the end of the run)
+    restore_from: str | None = None  # a checkpoint directory to start the cluster from
+    restore_tag: str | None = None  # a tag in restore_from (None: the newest complete checkpoint)
+    shard_cpus: float = 0.5  # Ray logical CPUs requested per actor (local Ray gets enough logical CPUs)
+    worker_cpus: float = 1.0
+    worker_threads: int = 1  # torch threads per worker
+    deadline_s: float = 30.0  # per-attempt deadline of a data-plane call
+    ready_timeout_s: float = 120.0  # how long to wait for shards to serve (restores included)
+
+    def __post_init__(self) -> None:
+        checks = {
+            "shards": 1 <= self.shards <= 1024,
+            "workers": 1 <= self.workers <= 1024,
+            "staleness": 0 <= self.staleness <= 1024,
+            "checkpoint_every": self.checkpoint_every >= 0,
+            "shard_cpus": self.shard_cpus >= 0,
+            "worker_cpus": self.worker_cpus >= 0,
+            "worker_threads": self.worker_threads >= 1,
+            "deadline_s": self.deadline_s > 0,
+            "ready_timeout_s": self.ready_timeout_s > 0,
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"invalid cluster setting(s): {', '.join(f'{k}={getattr(self, k)!r}' for k in bad)}")
+        if self.checkpoint_every and not self.checkpoint_dir:
+            raise ValueError("checkpoint_every needs checkpoint_dir")
+        if self.restore_tag and not self.restore_from:
+            raise ValueError("restore_tag needs restore_from")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,69 @@
+"""The coordinator's run as an explicit state machine: phases, allowed transitions, and a history.
+
+Pure (no Ray): the coordinator actor asks `RunStateMachine` to move and the machine refuses any transition the
+table below does not allow, so a bug in the driver shows up as a clear error instead of a silently odd run.
+The F-Permutation issue adds SCORING / DELETING / FINE_TUNING to the table.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Phase(str, Enum):
+    CREATED = "created"
+    STARTING = "starting"  # placing shard and worker actors, waiting for shards to serve
+    RESTORING = "restoring"  # shards load a checkpoint
+    INITIALISING = "initialising"  # tables created, dense parameters assigned
+    TRAINING = "training"
+    CHECKPOINTING = "checkpointing"
+    EVALUATING = "evaluating"
+    DONE = "done"
+    FAILED = "failed"
+
+
+_ALLOWED: dict[Phase, frozenset[Phase]] = {
+    Phase.CREATED: frozenset({Phase.STARTING}),
+    Phase.STARTING: frozenset({Phase.RESTORING, Phase.INITIALISING}),
+    Phase.RESTORING: frozenset({Phase.TRAINING, Phase.EVALUATING}),
+    Phase.INITIALISING: frozenset({Phase.TRAINING}),
+    Phase.TRAINING: frozenset({Phase.TRAINING, Phase.CHECKPOINTING, Phase.EVALUATING}),
+    Phase.CHECKPOINTING: frozenset({Phase.TRAINING, Phase.EVALUATING, Phase.DONE}),
+    Phase.EVALUATING: frozenset({Phase.CHECKPOINTING, Phase.DONE}),
+    Phase.DONE: frozenset(),
+    Phase.FAILED: frozenset(),
+}
+
+
+class TransitionError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Transition:
+    phase: Phase
+    at_unix: float
+    note: str
+
+
+class RunStateMachine:
+    def __init__(self) -> None:
+        self.phase = Phase.CREATED
+        self.history: list[Transition] = [Transition(Phase.CREATED, time.time(), "")]
+
+    def move(self, to: Phase, note: str = "") -> None:
+        """Go to `to`; FAILED is reachable from every phase that is not finished."""
+        allowed = _ALLOWED[self.phase] | ({Phase.FAILED} if self.phase not in (Phase.DONE, Phase.FAILED) else set())
+        if to not in allowed:
+            raise TransitionError(f"coordinator cannot go from {self.phase.value} to {to.value}")
+        self.phase = to
+        self.history.append(Transition(to, time.time(), note))
+
+    @property
+    def finished(self) -> bool:
+        return self.phase in (Phase.DONE, Phase.FAILED)
+
+    def to_list(self) -> list[dict[str, object]]:
+        return [{"phase": t.phase.value, "at_unix": round(t.at_unix, 3), "note": t.note} for t in self.history]

@@ -1,0 +1,89 @@
+"""The driver of a distributed run: start (or join) Ray, hand the run to a Coordinator actor, show progress.
+
+The driver holds no model and no rows: it validates the settings and the data source up front (so a user's
+mistake is reported before any actor starts), then polls the coordinator twice a second for the progress bar.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import replace
+from typing import Any
+
+from tqdm import tqdm
+
+from shark.coordinator.config import ClusterConfig
+from shark.coordinator.errors import RunError
+from shark.train.config import TrainConfig
+from shark.train.data_plan import DataPlan, DataSpec
+
+
+def _absolute(spec: DataSpec) -> DataSpec:
+    """Actors may run in another working directory: hand them absolute paths."""
+    if spec.synthetic:
+        return spec
+    test = os.path.abspath(spec.test_path) if spec.test_path else None
+    return replace(spec, source=os.path.abspath(spec.source), test_path=test)
+
+
+def run_ray(config: TrainConfig, spec: DataSpec, cluster: ClusterConfig, progress: bool = True,
+            train: bool = True) -> dict[str, Any]:
+    """Run training (or, with train=False, evaluation of cluster.restore_from) on Ray. Returns the summary.
+    Raises RunError with a one-line reason when the run fails."""
+    import ray
+
+    from shark.cluster.ray_runtime import start_ray
+    from shark.coordinator.actor import Coordinator
+
+    spec = _absolute(spec)
+    plan = DataPlan(spec, config.batch_size, config.eval_batch_size)  # DataError now, not inside an actor
+    handle = start_ray(cluster.address)
+    try:
+        coordinator = ray.remote(Coordinator).options(num_cpus=0, max_concurrency=4).remote(config, spec, cluster)
+        done_ref = coordinator.run.remote(train)
+        _follow(coordinator, done_ref, plan.train_rows_hint if train else None, config.epochs, progress)
+        try:
+            return ray.get(done_ref)
+        except ray.exceptions.RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            raise RunError(str(cause) if isinstance(cause, RunError) else str(exc)) from None
+        except ray.exceptions.RayActorError as exc:
+            raise RunError(f"the coordinator actor died: {exc}") from None
+    finally:
+        handle.shutdown()
+
+
+def _follow(coordinator: Any, done_ref: Any, rows_hint: int | None, epochs: int, progress: bool) -> None:
+    """Poll the coordinator's progress until the run finishes; one tqdm bar per training epoch."""
+    import ray
+
+    bar: tqdm | None = None
+    epoch, shown = 0, 0
+    while True:
+        ready, _ = ray.wait([done_ref], timeout=0.5)
+        try:
+            p = ray.get(coordinator.progress.remote(), timeout=5)
+        except Exception:  # noqa: BLE001 - the run's own error surfaces from done_ref
+            p = {"phase": "?", "epoch": epoch, "examples": shown}
+        if progress and p.get("phase") == "training" and p.get("epoch", 0) != epoch:
+            if bar is not None:
+                bar.close()
+            epoch, shown = p["epoch"], 0
+            bar = tqdm(total=rows_hint, unit="ex", unit_scale=True, desc=f"train {epoch}/{epochs}",
+                       dynamic_ncols=True, mininterval=0.5)
+        if bar is not None and p.get("epoch") == epoch:
+            n = int(p.get("examples", 0))
+            if n > shown:
+                bar.update(n - shown)
+                shown = n
+            if "recent_auc" in p:
+                bar.set_postfix_str(f"recent AUC {p['recent_auc']:.4f} logloss {p['recent_logloss']:.4f} "
+                                    f"| {p['phase']}")
+            else:
+                bar.set_postfix_str(p.get("phase", ""))
+        if ready:
+            break
+        time.sleep(0.0)
+    if bar is not None:
+        bar.close()

@@ -1,0 +1,116 @@
+"""WorkerActor: one training worker as a Ray actor (a thin layer over PSTrainer and PSClient).
+
+The coordinator calls `train(epoch, max_batches)` in segments (a checkpoint may come between two segments);
+the worker keeps its data iterator between calls, so `position` (batches consumed this epoch) is its committed
+data position once a segment has returned (all its pushes flushed). `progress()` may be called concurrently
+(the actor runs with max_concurrency > 1) to drive the driver's progress bar.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from shark.data.batch import RawBatch
+from shark.metrics import ScoreLog
+from shark.train.config import TrainConfig
+from shark.train.data_plan import DataPlan, DataSpec
+
+
+class WorkerActor:
+    def __init__(self, index: int, num_workers: int, addresses: list[str], config: TrainConfig, spec: DataSpec,
+                 staleness: int, threads: int, deadline_s: float) -> None:
+        import torch
+
+        from worker.client import PSClient, RetryPolicy
+        from worker.trainer import PSTrainer
+
+        torch.set_num_threads(threads)
+        self.index, self.num_workers = index, num_workers
+        self.plan = DataPlan(spec, config.batch_size, config.eval_batch_size)
+        # A fresh id per incarnation: a restarted worker's seqs never collide with its predecessor's.
+        self.worker_id = f"worker-{index}-{uuid.uuid4().hex[:12]}"
+        self.client = PSClient(addresses, worker_id=self.worker_id, staleness=staleness,
+                               retry=RetryPolicy(deadline_s=deadline_s))
+        self.trainer = PSTrainer(config, self.plan.n_dense, self.plan.table_names, self.client)
+        self._lock = threading.Lock()  # guards the progress fields read by progress()
+        self._epoch: int | None = None
+        self._batches: Iterator[RawBatch] | None = None
+        self.position = 0
+        self.log = ScoreLog()
+
+    # --- setup ------------------------------------------------------------------------------------------------
+    def init_dense(self) -> dict[str, int]:
+        """Create the dense-parameter table on every shard and write the model's initial weights into it (once
+        per fresh cluster; a restored cluster already has them)."""
+        from ps.store import TableConfig
+        from worker.dense import DENSE_TABLE
+
+        dense, cfg = self.trainer.dense, self.trainer.config
+        self.client.create_tables([TableConfig(name=DENSE_TABLE, dim=dense.chunk, capacity=dense.n_rows,
+                                               optimizer="adam", lr=cfg.lr_dense, init_scale=0.0, seed=cfg.seed)])
+        self.client.assign(DENSE_TABLE, dense.ids, dense.rows())
+        return {"parameters": dense.size, "rows": dense.n_rows, "chunk": dense.chunk}
+
+    def ping(self) -> dict[str, Any]:
+        import ray
+
+        return {"index": self.index, "pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(),
+                "worker_id": self.worker_id}
+
+    # --- training ---------------------------------------------------------------------------------------------
+    def train(self, epoch: int, max_batches: int = 0) -> dict[str, Any]:
+        """Train up to max_batches more batches of this worker's share of epoch `epoch` (0 = to its end).
+        Returns after every push of the segment has been acknowledged."""
+        if epoch != self._epoch:
+            self._epoch, self.position = epoch, 0
+            self._batches = self.plan.train_batches(self.index, self.num_workers)
+            with self._lock:
+                self.log = ScoreLog()
+        assert self._batches is not None
+        segment = itertools.islice(self._batches, max_batches) if max_batches else self._batches
+        before = self.trainer.times.steps
+        try:
+            self.trainer.fit(segment, on_batch=self._on_batch, log=self.log)
+        except Exception as exc:  # plain, picklable errors only cross the actor boundary
+            raise RuntimeError(f"worker {self.index}: {type(exc).__name__}: {exc}") from None
+        done_now = self.trainer.times.steps - before
+        return {"worker": self.index, "epoch": epoch, "position": self.position,
+                "done": not max_batches or done_now < max_batches}
+
+    def _on_batch(self, n: int, log: ScoreLog) -> None:
+        with self._lock:
+            self.position += 1
+
+    def progress(self, tail: int = 4096) -> dict[str, Any]:
+        with self._lock:
+            y, p = self.log.tail(tail)
+            return {"worker": self.index, "epoch": self._epoch, "position": self.position,
+                    "examples": self.log.count, "labels": y, "probs": p, "times": self.trainer.times.to_dict()}
+
+    def epoch_log(self) -> tuple[np.ndarray, np.ndarray]:
+        """This epoch's progressive (labels, probabilities), in training order."""
+        with self._lock:
+            return self.log.arrays()
+
+    # --- evaluation and reports -------------------------------------------------------------------------------
+    def evaluate(self) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, probabilities) of this worker's share of the held-out rows. Creates no rows on the shards."""
+        try:
+            log = self.trainer.evaluate(self.plan.test_batches(self.index, self.num_workers))
+        except Exception as exc:
+            raise RuntimeError(f"worker {self.index}: {type(exc).__name__}: {exc}") from None
+        return log.arrays()
+
+    def report(self) -> dict[str, Any]:
+        return {"worker": self.index, "times": self.trainer.times.to_dict(), "client": self.client.stats(),
+                "data": self.plan.describe(), "dense": {"parameters": self.trainer.dense.size}}
+
+    def stop(self) -> None:
+        self.client.close()
