@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from shark.coordinator.config import ClusterConfig
+from shark.coordinator.errors import RunError
 from shark.train.config import TrainConfig
 from shark.train.data_plan import DataPlan, DataSpec
 from shark.train.local import LocalTrainer
@@ -25,7 +26,7 @@ from shark.train.local import LocalTrainer
 
 def bench_engines(config: TrainConfig, cluster: ClusterConfig, rows: int, repeats: int,
                   synth_seed: int = 0, progress: bool = True) -> dict[str, Any]:
-    from shark.cluster.ray_runtime import start_ray
+    from shark.cluster.ray_runtime import RayUnreachable, start_ray
     from shark.train.ray_run import run_ray
 
     if rows < 1 or repeats < 1:
@@ -35,7 +36,10 @@ def bench_engines(config: TrainConfig, cluster: ClusterConfig, rows: int, repeat
     local_s: list[float] = []
     ray_s: list[float] = []
     ray_wall: list[float] = []
-    handle = start_ray(cluster.address)  # one Ray for every repeat; each repeat starts its own actors
+    try:
+        handle = start_ray(cluster.address)  # one Ray for every repeat; each repeat starts its own actors
+    except RayUnreachable as exc:
+        raise RunError(str(exc)) from None
     try:
         for r in range(repeats):
             torch.set_num_threads(config.threads)

@@ -48,8 +48,9 @@ def load_config_defaults(ctx: click.Context, _param: click.Parameter, value: str
 
 config_option = click.option(
     "--config", type=click.Path(dir_okay=False), callback=load_config_defaults, is_eager=True, expose_value=False,
-    help="TOML file of defaults for this command: a [train], [data.synth] or [bench.train] table (or top-level "
-         "keys) named like the long options. Command-line options override it.")
+    help="TOML file of defaults for this command: a table named by the command path ([train], [evaluate], "
+         "[data.synth], [bench.train], [bench.ps]) or top-level keys, named like the long options. Command-line "
+         "options override it.")
 
 
 def parse_ints(text: str, what: str) -> tuple[int, ...]:

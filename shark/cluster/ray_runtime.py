@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
@@ -116,6 +117,7 @@ def start_ray(address: str | None = None, num_cpus: int | None = None,
                        _node_ip_address=node_ip_address, include_dashboard=False,
                        logging_level=logging.WARNING, log_to_driver=False, configure_logging=True)
         return RayHandle(started=True, connected=True, address=ctx.address_info.get("gcs_address", ""), local=True, _env_set=env_set)
+    _check_reachable(address)
     if _AUTH_ENV not in os.environ and _token_available():
         _set_env(env_set, _AUTH_ENV, "token")
     kwargs = {}
@@ -125,6 +127,24 @@ def start_ray(address: str | None = None, num_cpus: int | None = None,
     ctx = ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False, **kwargs)
     return RayHandle(started=False, connected=True, address=ctx.address_info.get("gcs_address", address),
                      local=host.startswith("127."), _env_set=env_set)
+
+
+class RayUnreachable(ConnectionError):
+    """The Ray address given cannot be reached (ray.init would retry for minutes before failing)."""
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast, with the address in the message, when nothing listens at host:port ("auto" and ray:// are
+    left to Ray)."""
+    if address == "auto" or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except (OSError, ValueError) as exc:
+        raise RayUnreachable(f"cannot reach the Ray cluster at {address}: {exc} (is `ray start --head` running "
+                             "there, and is the port the GCS port?)") from None
 
 
 def node_ip() -> str:

@@ -8,7 +8,6 @@ last), evaluates, and assembles the summary. Its phases live in RunStateMachine;
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from typing import Any
@@ -39,14 +38,18 @@ class Coordinator:
         self.epoch = 0
         self.train_seconds = 0.0
         self._train_started: float | None = None
-        self._lock = threading.Lock()
+        self._last_progress: dict[str, Any] = {"examples": 0}
 
     # --- progress (called concurrently with run) --------------------------------------------------------------
     def progress(self) -> dict[str, Any]:
+        """Phase, epoch, examples trained this epoch, examples/s and the recent progressive AUC (over the last
+        4096 examples of every worker). Outside training it repeats the last training figures."""
         import ray
 
-        out: dict[str, Any] = {"phase": self.sm.phase.value, "epoch": self.epoch, "examples": 0}
-        if self.sm.phase is not Phase.TRAINING or not self.workers:
+        phase = self.sm.phase
+        out: dict[str, Any] = {**self._last_progress, "phase": phase.value, "epoch": self.epoch,
+                               "note": self.sm.history[-1].note}
+        if phase is not Phase.TRAINING or not self.workers:
             return out
         try:
             parts = ray.get([w.progress.remote() for w in self.workers], timeout=5)
@@ -55,11 +58,14 @@ class Coordinator:
         y = np.concatenate([p["labels"] for p in parts])
         p = np.concatenate([p["probs"] for p in parts])
         wall = self.train_seconds + (time.perf_counter() - self._train_started if self._train_started else 0.0)
-        out["examples"] = int(sum(q["examples"] for q in parts))
-        out["examples_per_second"] = out["examples"] / wall if wall > 0 else 0.0
+        figures: dict[str, Any] = {"examples": int(sum(q["examples"] for q in parts)),
+                                   "examples_per_second": 0.0}
+        if wall > 0:
+            figures["examples_per_second"] = figures["examples"] / wall
         if y.size and 0 < y.sum() < y.size:
-            out["recent_auc"], out["recent_logloss"] = auc(y, p), logloss(y, p)
-        return out
+            figures["recent_auc"], figures["recent_logloss"] = auc(y, p), logloss(y, p)
+        self._last_progress = figures
+        return {**out, **figures}
 
     # --- the run ----------------------------------------------------------------------------------------------
     def run(self, train: bool = True) -> dict[str, Any]:
@@ -186,6 +192,7 @@ class Coordinator:
                 self.sm.move(Phase.CHECKPOINTING, f"epoch {epoch + 1}")
                 self._checkpoint(final=False)
         logs = ray.get([w.epoch_log.remote() for w in self.workers])
+        self._last_progress = {**self._last_progress, "examples": int(sum(y.size for y, _ in logs))}
         return _merge_in_time_order(logs)
 
     def _checkpoint(self, final: bool) -> None:

@@ -7,7 +7,7 @@ mistake is reported before any actor starts), then polls the coordinator twice a
 from __future__ import annotations
 
 import os
-import time
+import sys
 from dataclasses import replace
 from typing import Any
 
@@ -33,12 +33,15 @@ def run_ray(config: TrainConfig, spec: DataSpec, cluster: ClusterConfig, progres
     Raises RunError with a one-line reason when the run fails."""
     import ray
 
-    from shark.cluster.ray_runtime import start_ray
+    from shark.cluster.ray_runtime import RayUnreachable, start_ray
     from shark.coordinator.actor import Coordinator
 
     spec = _absolute(spec)
     plan = DataPlan(spec, config.batch_size, config.eval_batch_size)  # DataError now, not inside an actor
-    handle = start_ray(cluster.address)
+    try:
+        handle = start_ray(cluster.address)
+    except RayUnreachable as exc:
+        raise RunError(str(exc)) from None
     try:
         coordinator = ray.remote(Coordinator).options(num_cpus=0, max_concurrency=4).remote(config, spec, cluster)
         done_ref = coordinator.run.remote(train)
@@ -55,35 +58,44 @@ def run_ray(config: TrainConfig, spec: DataSpec, cluster: ClusterConfig, progres
 
 
 def _follow(coordinator: Any, done_ref: Any, rows_hint: int | None, epochs: int, progress: bool) -> None:
-    """Poll the coordinator's progress until the run finishes; one tqdm bar per training epoch."""
+    """Poll the coordinator's progress until the run finishes: a line per phase change and one tqdm bar per
+    training epoch (examples, examples/s, recent progressive AUC)."""
     import ray
 
     bar: tqdm | None = None
-    epoch, shown = 0, 0
+    epoch, shown, phase = 0, 0, ""
     while True:
         ready, _ = ray.wait([done_ref], timeout=0.5)
         try:
             p = ray.get(coordinator.progress.remote(), timeout=5)
         except Exception:  # noqa: BLE001 - the run's own error surfaces from done_ref
-            p = {"phase": "?", "epoch": epoch, "examples": shown}
-        if progress and p.get("phase") == "training" and p.get("epoch", 0) != epoch:
+            p = {}
+        if not progress or not p:
+            if ready:
+                break
+            continue
+        finishing = p["phase"] in ("evaluating", "done", "failed")
+        if bar is not None and finishing:  # the last training figures, then the bar is complete
+            bar.update(max(0, int(p.get("examples", 0)) - shown))
+            bar.close()
+            bar = None
+        if p["phase"] != phase and p["phase"] != "training":
+            tqdm.write(f"[shark] {p['phase']}{': ' + p['note'] if p.get('note') else ''}", file=sys.stderr)
+        phase = p["phase"]
+        if phase == "training" and p["epoch"] != epoch:
             if bar is not None:
                 bar.close()
             epoch, shown = p["epoch"], 0
             bar = tqdm(total=rows_hint, unit="ex", unit_scale=True, desc=f"train {epoch}/{epochs}",
-                       dynamic_ncols=True, mininterval=0.5)
-        if bar is not None and p.get("epoch") == epoch:
+                       dynamic_ncols=True, mininterval=0.5, file=sys.stderr)
+        if bar is not None and p["epoch"] == epoch:
             n = int(p.get("examples", 0))
             if n > shown:
                 bar.update(n - shown)
                 shown = n
             if "recent_auc" in p:
-                bar.set_postfix_str(f"recent AUC {p['recent_auc']:.4f} logloss {p['recent_logloss']:.4f} "
-                                    f"| {p['phase']}")
-            else:
-                bar.set_postfix_str(p.get("phase", ""))
+                bar.set_postfix_str(f"recent AUC {p['recent_auc']:.4f} logloss {p['recent_logloss']:.4f}")
         if ready:
             break
-        time.sleep(0.0)
     if bar is not None:
         bar.close()

@@ -106,8 +106,11 @@ def format_summary(summary: dict[str, Any]) -> str:
     mem = summary["model"].get("embedding_memory", {})
     if "bytes" in mem:
         lines.append(f"embedding memory {mem['bytes'] / 2**20:,.1f} MiB in {mem['rows']:,} rows on the shards")
-    for ck in summary.get("checkpoints", []):
-        lines.append(f"checkpoint {ck['tag']} -> {ck['path']} ({ck['seconds']:.2f}s)")
+    checkpoints = summary.get("checkpoints", [])
+    if checkpoints:
+        ck = checkpoints[-1]
+        more = f"{len(checkpoints)} checkpoints, the last " if len(checkpoints) > 1 else "checkpoint "
+        lines.append(f"{more}{ck['tag']} -> {ck['path']} ({ck['seconds']:.2f}s)")
     if summary.get("restored_from"):
         r = summary["restored_from"]
         lines.append(f"restored from {r['directory']} tag {r['tag']}")

@@ -54,3 +54,15 @@ def test_errors_are_one_clear_line(ray_session, tmp_path: Path) -> None:
     assert res.exit_code == 2 and "bad.txt:2" in res.output and "Traceback" not in res.output, res.output
     res = CliRunner().invoke(cli, ["evaluate", "--checkpoint", str(tmp_path), "--no-progress"])
     assert res.exit_code == 2 and "no complete checkpoint" in res.output
+
+
+def test_unreachable_address_fails_fast_with_the_address() -> None:
+    import socket
+
+    from shark.cluster.ray_runtime import RayUnreachable, _check_reachable
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(RayUnreachable, match=f"127.0.0.1:{port}"):
+        _check_reachable(f"127.0.0.1:{port}", timeout_s=2)
