@@ -23,7 +23,6 @@ public method raises ValueError (the caller's mistake) or RuntimeError (ours), w
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 import os
 from collections.abc import Callable
@@ -35,6 +34,8 @@ import numpy as np
 import ray
 
 from ps.checkpoint import latest_tag, read_shard_checkpoint
+from ps.checkpoint.writer import atomic_write
+from ps.wal import PushLog, recover
 from ps.server.servicer import ParameterServerServicer, worker_key
 from ps.store import RowStore, TableConfig, TableExists
 from shark.cluster.ray_runtime import node_ip
@@ -71,7 +72,8 @@ class ShardActor:
     @_plain_errors
     def __init__(self, shard_index: int, num_shards: int, host: str | None = None, checkpoint_dir: str | None = None,
                  restore_tag: str | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-                 seq_window: int = DEFAULT_SEQ_WINDOW, grpc_workers: int = 4) -> None:
+                 seq_window: int = DEFAULT_SEQ_WINDOW, grpc_workers: int = 4, wal_dir: str | None = None,
+                 wal_fsync: bool = True) -> None:
         if not 0 <= shard_index < num_shards:
             raise ValueError(f"shard_index must be in [0, {num_shards}), got {shard_index}")
         if restore_tag is not None and checkpoint_dir is None:
@@ -82,25 +84,25 @@ class ShardActor:
         self.shard = shard_name(shard_index)
         self.checkpoint_dir = checkpoint_dir
         self.restored_tag: str | None = None
+        self.replayed = 0
+        self.seq_window = seq_window
+        self.max_message_bytes = max_message_bytes
+        # The push log lives in wal_dir/<shard>/ (one per run): with it, a restart recovers every acknowledged
+        # update (newest checkpoint it knows + the log since), not just the last checkpoint.
+        self.wal = PushLog(os.path.join(wal_dir, self.shard), fsync=wal_fsync) if wal_dir else None
         self.servicer = self._make_servicer(RowStore(seq_window=seq_window), max_message_bytes)
-        gated = hasattr(self.servicer, "set_serving")
-        if not gated:  # older servicer (always SERVING): restore before anyone can connect
+        self.server, self.port = self._start_server(max_message_bytes, grpc_workers)  # NOT_SERVING until restored
+        try:
             self._restore(restore_tag)
-        self.server, self.port = self._start_server(max_message_bytes, grpc_workers)
-        if gated:
-            try:
-                self._restore(restore_tag)
-            except BaseException:
-                self.server.stop(0)
-                raise
-            self.servicer.set_serving(True)
-        log.info("%s serving on %s:%d (restored %s)", self.shard, host, self.port, self.restored_tag)
+        except BaseException:
+            self.server.stop(0)
+            raise
+        self.servicer.set_serving(True)
+        log.info("%s serving on %s:%d (restored %s, replayed %d)", self.shard, self.host, self.port,
+                 self.restored_tag, self.replayed)
 
     def _make_servicer(self, store: RowStore, max_message_bytes: int) -> ParameterServerServicer:
-        kwargs: dict[str, Any] = {"max_tensor_bytes": max_message_bytes, "shard": self.shard}
-        if "serving" in inspect.signature(ParameterServerServicer.__init__).parameters:
-            kwargs["serving"] = False
-        return ParameterServerServicer(store, **kwargs)
+        return ParameterServerServicer(store, max_tensor_bytes=max_message_bytes, shard=self.shard, serving=False)
 
     def _start_server(self, max_message_bytes: int, workers: int) -> tuple[grpc.Server, int]:
         # As ps.server.serve.start_server, but around our servicer (it builds its own from a store).
@@ -109,27 +111,42 @@ class ShardActor:
         server = grpc.server(ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"{self.shard}-grpc"),
                              options=options)
         ps_pb2_grpc.add_ParameterServerServicer_to_server(self.servicer, server)
-        port = server.add_insecure_port(f"{self.host}:0")
+        # A restarted shard (same push log) binds its previous address again when it can, so clients keep their
+        # channels: they see UNAVAILABLE / NOT_SERVING while it recovers and their retries reach it afterwards.
+        port_file = self.wal.dir / "ADDRESS" if self.wal is not None else None
+        port = 0
+        if port_file is not None and port_file.is_file():
+            host, _, old_port = port_file.read_text().strip().rpartition(":")
+            if host == self.host and old_port.isdigit():
+                try:
+                    port = server.add_insecure_port(f"{self.host}:{old_port}")
+                except RuntimeError:  # grpc raises when the port is taken: fall back to a new one
+                    port = 0
+        if port == 0:
+            port = server.add_insecure_port(f"{self.host}:0")
         if port == 0:
             raise OSError(f"could not bind {self.host}:0")
+        if port_file is not None:
+            atomic_write(port_file, f"{self.host}:{port}".encode())
         server.start()
         return server, port
 
     def _restore(self, restore_tag: str | None) -> None:
-        """The same read and swap as the Restore RPC (read_shard_checkpoint: verified, all-or-nothing, the
-        manifest's seq_window; then the servicer's replace_store). No checkpoint: start empty."""
-        if self.checkpoint_dir is None:
-            return
-        tag = restore_tag if restore_tag is not None else latest_tag(self.checkpoint_dir, self.shard)
-        if tag is None:
-            return
-        restored = read_shard_checkpoint(self.checkpoint_dir, self.shard, tag=tag)
-        if hasattr(self.servicer, "replace_store"):
-            self.servicer.replace_store(restored)
-        else:
-            with self.servicer.lock:
-                self.servicer.store = restored
-        self.restored_tag = tag
+        """Before serving. With a push log that knows a checkpoint (a restart): recover = that checkpoint + the
+        log since. Otherwise: the checkpoint asked for (restore_tag, or the newest under checkpoint_dir), read as
+        the Restore RPC reads it (verified, all-or-nothing), or an empty store."""
+        if self.wal is not None and (self.wal.starts() or self.wal.segments() != [self.wal.current]):
+            rec = recover(self.wal, self.shard, self.seq_window, self.max_message_bytes)
+            self.servicer.replace_store(rec.store)
+            self.restored_tag, self.replayed = (rec.point.tag if rec.point else None), rec.replayed
+        elif self.checkpoint_dir is not None:
+            tag = restore_tag if restore_tag is not None else latest_tag(self.checkpoint_dir, self.shard)
+            if tag is not None:
+                self.servicer.replace_store(read_shard_checkpoint(self.checkpoint_dir, self.shard, tag=tag))
+                self.restored_tag = tag
+                if self.wal is not None:  # a later restart recovers from this checkpoint plus the log
+                    self.wal.rotate(tag, self.checkpoint_dir)
+        self.servicer.wal = self.wal
 
     # --- control ----------------------------------------------------------------------------------------------
     def address(self) -> str:
@@ -144,7 +161,8 @@ class ShardActor:
         return {"shard": self.shard, "shard_index": self.shard_index, "num_shards": self.num_shards,
                 "address": self.address(), "node_id": ctx.get_node_id() if ctx else None,
                 "node_ip": ray.util.get_node_ip_address() if ctx else None, "pid": os.getpid(),
-                "restored_tag": self.restored_tag, "checkpoint_dir": self.checkpoint_dir, "tables": tables,
+                "restored_tag": self.restored_tag, "replayed": self.replayed, "checkpoint_dir": self.checkpoint_dir,
+                "push_log": None if self.wal is None else str(self.wal.dir), "tables": tables,
                 "restarted": bool(ctx and ctx.was_current_actor_reconstructed)}
 
     def stop(self, grace: float = 0.5) -> None:

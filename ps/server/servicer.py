@@ -3,7 +3,6 @@ gRPC status codes, numpy -> wire tensors. All row logic and validation live in p
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -12,35 +11,18 @@ from typing import NoReturn, TypeVar
 import grpc
 import numpy as np
 
+from ps import requests as rq
 from ps.checkpoint import CheckpointError, load_manifest, read_shard_checkpoint, snapshot_store, write_snapshots
-from ps.store import (
-    InvalidRequest,
-    PushPart,
-    PushResult,
-    RowStore,
-    SeqOutOfWindow,
-    TableConfig,
-    TableExists,
-    UnknownTable,
-)
+from ps.requests import worker_key
+from ps.store import InvalidRequest, PushResult, RowStore, SeqOutOfWindow, TableExists, UnknownTable
+from ps.wal import LogError, PushLog
 from shark.wire.tensors import DEFAULT_MAX_BYTES, WireError, decode_tensor, encode_tensor
 from shark.wire.v1 import ps_pb2, ps_pb2_grpc
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_INT63 = (1 << 63) - 1
 _TIER_NAMES = ("fp32", "fp16", "int8")  # RowStore.stats() reports rows_<tier> under these names
-
-
-def worker_key(worker_id: str) -> int:
-    """The wire's string worker_id -> the store's int worker id. blake2b-64 masked to 63 bits: stable across
-    processes and Python versions (unlike hash()), and exact on any str (no NUL-stripping, unlike numpy bytes
-    arrays). A collision of two incarnations (p ~ k^2 / 2^64) would only merge their seq windows."""
-    if not worker_id:
-        raise InvalidRequest("worker_id must be a non-empty string (pushes are idempotent per worker)")
-    digest = hashlib.blake2b(worker_id.encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & _INT63
 
 
 def _status_of(exc: Exception) -> tuple[grpc.StatusCode, str]:
@@ -51,7 +33,7 @@ def _status_of(exc: Exception) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.ALREADY_EXISTS, str(exc)
     if isinstance(exc, UnknownTable):
         return grpc.StatusCode.NOT_FOUND, str(exc)
-    if isinstance(exc, CheckpointError):  # missing, incomplete, corrupt or already-existing checkpoint
+    if isinstance(exc, (CheckpointError, LogError)):  # missing, incomplete, corrupt or existing checkpoint/log
         return grpc.StatusCode.FAILED_PRECONDITION, str(exc)
     if isinstance(exc, (WireError, InvalidRequest)):
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
@@ -65,8 +47,11 @@ class ParameterServerServicer(ps_pb2_grpc.ParameterServerServicer):
     decoding and encoding run outside it so that several requests' (de)serialisation overlaps."""
 
     def __init__(self, store: RowStore, max_tensor_bytes: int = DEFAULT_MAX_BYTES, shard: str = "shard-0",
-                 serving: bool = True) -> None:
+                 serving: bool = True, wal: PushLog | None = None) -> None:
         self.store = store
+        # With a push log, every mutation is appended (and fsynced) under the lock after it is applied and before
+        # it is acknowledged: a shard restored from its last checkpoint plus the log has every acknowledged update.
+        self.wal = wal
         self.shard = shard  # the name of this shard's folder in a checkpoint
         self.checkpoint_lock = threading.Lock()
         self.max_tensor_bytes = max_tensor_bytes  # bounds what one decoded (decompressed) tensor may allocate
@@ -92,6 +77,16 @@ class ParameterServerServicer(ps_pb2_grpc.ParameterServerServicer):
             code, message = _status_of(exc)
         _abort(context, code, message)  # outside the except: abort raises, and must not be caught above
 
+    def _log(self, kind: int, request: object) -> None:
+        """Under self.lock, after a mutation was applied: append it to the push log (in application order)."""
+        if self.wal is not None:
+            self.wal.append(kind, request.SerializeToString(), sync=False)
+
+    def _sync(self) -> None:
+        """After releasing self.lock and before replying: the logged mutation is on disk when acknowledged."""
+        if self.wal is not None:
+            self.wal.sync()
+
     def _decode(self, msg: ps_pb2.Tensor, name: str, dtype: str, shape: tuple[int | None, ...]) -> np.ndarray:
         return decode_tensor(msg, name=name, expect_dtype=dtype, expect_shape=shape, max_bytes=self.max_tensor_bytes)
 
@@ -115,41 +110,28 @@ class ParameterServerServicer(ps_pb2_grpc.ParameterServerServicer):
         return [ps_pb2.PullResponse(rows=encode_tensor(r)) for r in rows]
 
     def Push(self, request: ps_pb2.PushRequest, context: grpc.ServicerContext) -> ps_pb2.PushResponse:
-        def go() -> ps_pb2.PushResponse:
-            part = self._decode_push(request)
-            worker = worker_key(request.worker_id)
-            with self.lock:
-                res = self.store.push_many([part], worker_id=worker, seq=request.seq)
-            return _push_response(res)
-        return self._run(context, go)
+        return self._run(context, lambda: self._push_many(rq.as_push_many(request)))
 
     def PushMany(self, request: ps_pb2.PushManyRequest, context: grpc.ServicerContext) -> ps_pb2.PushResponse:
-        def go() -> ps_pb2.PushResponse:
-            worker = worker_key(request.worker_id)
-            for i, p in enumerate(request.parts):
-                # A part naming another (worker_id, seq) would be applied under the wrong idempotency key.
-                if (p.worker_id and p.worker_id != request.worker_id) or (p.seq and p.seq != request.seq):
-                    raise InvalidRequest(f"parts[{i}]: worker_id/seq must be unset or equal the request's")
-            parts = [self._decode_push(p) for p in request.parts]
-            with self.lock:
-                res = self.store.push_many(parts, worker_id=worker, seq=request.seq)
-            return _push_response(res)
-        return self._run(context, go)
+        return self._run(context, lambda: self._push_many(request))
 
-    def _decode_push(self, p: ps_pb2.PushRequest) -> PushPart:
-        ids = self._decode(p.ids, "ids", "int64", (None,))
-        n = ids.shape[0]
-        grads = self._decode(p.grads, "grads", "float32", (n, None))  # dim is checked by the store
-        c_pos = self._decode(p.c_pos, "c_pos", "uint32", (n,))
-        c_neg = self._decode(p.c_neg, "c_neg", "uint32", (n,))
-        return (p.table, ids, grads, c_pos, c_neg)
+    def _push_many(self, request: ps_pb2.PushManyRequest) -> ps_pb2.PushResponse:
+        worker, seq, parts = rq.push_many(request, self.max_tensor_bytes)  # decoded outside the lock
+        with self.lock:
+            res = rq.apply_push(self.store, worker, seq, parts)
+            if res.applied:
+                self._log(rq.KIND_PUSH, request)
+        # Also for a duplicate: its first delivery may have been logged by another thread and not yet synced.
+        self._sync()
+        return _push_response(res)
 
     def Assign(self, request: ps_pb2.AssignRequest, context: grpc.ServicerContext) -> ps_pb2.AssignResponse:
         def go() -> ps_pb2.AssignResponse:
-            ids = self._decode(request.ids, "ids", "int64", (None,))
-            rows = self._decode(request.rows, "rows", "float32", (ids.shape[0], None))
+            table, ids, rows = rq.assign_args(request, self.max_tensor_bytes)
             with self.lock:
-                self.store.assign(request.table, ids, rows)
+                self.store.assign(table, ids, rows)
+                self._log(rq.KIND_ASSIGN, request)
+            self._sync()
             return ps_pb2.AssignResponse(rows=ids.shape[0])
         return self._run(context, go)
 
@@ -157,29 +139,25 @@ class ParameterServerServicer(ps_pb2_grpc.ParameterServerServicer):
     def CreateTable(self, request: ps_pb2.CreateTableRequest,
                     context: grpc.ServicerContext) -> ps_pb2.CreateTableResponse:
         def go() -> ps_pb2.CreateTableResponse:
-            # eps/beta1/beta2 0 and rounding "" (proto3 defaults, i.e. unset) leave the store's defaults.
-            extra = {k: getattr(request, k) for k in ("eps", "rounding", "beta1", "beta2") if getattr(request, k)}
-            cfg = TableConfig(name=request.name, dim=request.dim, capacity=request.capacity,
-                              optimizer=request.optimizer, lr=request.learning_rate,
-                              init_scale=request.init_scale, seed=request.seed, **extra)
+            cfg = rq.table_config(request)
             with self.lock:
-                if self.store.has_table(cfg.name):
-                    # The proto: an identical table makes CreateTable a no-op (safe retry); a different one is a
-                    # conflict the caller must resolve.
-                    if self.store.config(cfg.name) == cfg:
-                        return ps_pb2.CreateTableResponse(created=False)
-                    raise TableExists(f"table {cfg.name!r} exists with a different configuration")
-                self.store.create_table(cfg)
-            return ps_pb2.CreateTableResponse(created=True)
+                # The proto: an identical table makes CreateTable a no-op (safe retry); a different one is a
+                # conflict the caller must resolve.
+                created = rq.apply_create(self.store, cfg)
+                if created:
+                    self._log(rq.KIND_CREATE, request)
+            self._sync()
+            return ps_pb2.CreateTableResponse(created=created)
         return self._run(context, go)
 
     def DropTable(self, request: ps_pb2.DropTableRequest, context: grpc.ServicerContext) -> ps_pb2.DropTableResponse:
         def go() -> ps_pb2.DropTableResponse:
             with self.lock:
-                if not self.store.has_table(request.name):
-                    return ps_pb2.DropTableResponse(dropped=False)  # idempotent retry, as the proto documents
-                self.store.drop_table(request.name)
-            return ps_pb2.DropTableResponse(dropped=True)
+                dropped = rq.apply_drop(self.store, request.name)  # False: an idempotent retry, as the proto says
+                if dropped:
+                    self._log(rq.KIND_DROP, request)
+            self._sync()
+            return ps_pb2.DropTableResponse(dropped=dropped)
         return self._run(context, go)
 
     def TableStats(self, request: ps_pb2.TableStatsRequest,
@@ -204,6 +182,8 @@ class ParameterServerServicer(ps_pb2_grpc.ParameterServerServicer):
             with self.lock:  # copies of every table: pushes wait only for the copy, not for the disk
                 tables = snapshot_store(self.store)
                 seq_window = self.store.seq_window
+                if self.wal is not None:  # pushes after this snapshot go to a new segment, replayed after it
+                    self.wal.rotate(request.tag, request.directory)
             with self.checkpoint_lock:  # two checkpoints of one tag must not interleave their files
                 path = write_snapshots(tables, request.directory, shard=self.shard, tag=request.tag,
                                        seq_window=seq_window)
@@ -215,7 +195,10 @@ class ParameterServerServicer(ps_pb2_grpc.ParameterServerServicer):
         def go() -> ps_pb2.RestoreResponse:
             # Read and verify everything first; the live store is swapped only when the whole checkpoint loaded.
             restored = read_shard_checkpoint(request.directory, self.shard, tag=request.tag)
-            self.replace_store(restored)
+            with self.lock:
+                self.store = restored
+                if self.wal is not None:  # a deliberate rollback: the abandoned timeline is never replayed
+                    self.wal.rotate(request.tag, request.directory, overwrite=True)
             return ps_pb2.RestoreResponse(tables_restored=len(restored.table_names()))
         return self._run(context, go)
 
