@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ps.store.config import TableConfig
+from ps.store.config import LATER_FIELDS, TableConfig
 from ps.store.errors import InvalidRequest
 
 MANIFEST_NAME = "MANIFEST.json"
@@ -33,7 +33,7 @@ MAX_FILE_NAME = 200
 _PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(TableConfig))
-_LATER_FIELDS = {"beta1", "beta2"}
+_LATER_FIELDS = LATER_FIELDS
 
 
 class CheckpointError(Exception):
@@ -109,7 +109,8 @@ def parse_manifest(raw: bytes, path: Path, *, shard: str, tag: str) -> dict[str,
         if not isinstance(name, str) or name in seen:
             raise bad(f"tables[{i}] name {name!r} is not a str or is repeated")
         seen.add(name)
-        # Fields added to TableConfig later (Adam's betas) may be absent from older manifests: they take defaults.
+        # Fields added to TableConfig later (Adam's betas, quantization: config.LATER_FIELDS) may be absent from
+        # older manifests: they take their defaults.
         if not isinstance(cfg, dict) or not set(_CONFIG_FIELDS) - _LATER_FIELDS <= set(cfg) <= set(_CONFIG_FIELDS) \
                 or cfg.get("name") != name:
             raise bad(f"table {name!r}: config must have exactly the fields {list(_CONFIG_FIELDS)} and its name")

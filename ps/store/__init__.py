@@ -6,8 +6,8 @@ deterministic values as the single-process EmbeddingStore.
 
 from ps.store.config import TableConfig
 from ps.store.errors import InvalidRequest, SeqOutOfWindow, TableExists, UnknownTable
-from ps.store.quant import TIER_FP16, TIER_FP32, TIER_INT8
 from ps.store.row_store import PushPart, PushResult, RowStore
+from shark.quant import TIER_FP16, TIER_FP32, TIER_INT8
 
 __all__ = ["TIER_FP16", "TIER_FP32", "TIER_INT8", "InvalidRequest", "PushPart", "PushResult", "RowStore",
            "SeqOutOfWindow", "TableConfig", "TableExists", "UnknownTable"]

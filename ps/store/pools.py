@@ -59,6 +59,13 @@ class Pool:
         self.free = np.zeros(0, dtype=np.int32)
         self.top = int(live_slots.shape[0])
 
+    def trim(self) -> None:
+        """Drop growth slack beyond top (slots and free-list unchanged)."""
+        if self.data.shape[0] > self.top:
+            self.data = self.data[: self.top].copy()
+            if self.scale is not None:
+                self.scale = self.scale[: self.top].copy()
+
     def arrays(self) -> dict[str, np.ndarray]:
         out = {"data": self.data, "free": self.free}
         if self.scale is not None:

@@ -18,6 +18,7 @@ from ps.store.errors import InvalidRequest, TableExists, UnknownTable
 from ps.store.optimizer import adagrad, adam, sgd
 from ps.store.snapshot import table_from_arrays, table_to_arrays
 from ps.store.table import Table
+from shark.quant.stored import StoredRows
 from ps.store.validation import check_counts, check_grads, check_ids, check_unique, check_worker_seq
 
 # (table, ids (N,), grads (N, dim) float32, c_pos (N,), c_neg (N,)): one table's share of a push.
@@ -75,6 +76,16 @@ class RowStore:
                    for t, (_, ids, create) in zip(self._distinct_tables(parts, 3), parts)]
         # --- nothing above this line mutates the store ---
         return [self._pull_one(t, ids, create) for t, ids, create in checked]
+
+    def pull_many_stored(self, parts: Sequence[tuple[str, np.ndarray, bool]]) -> list[StoredRows]:
+        """As pull_many, with the rows in their stored precision (fp32/fp16/int8 + scales) for compressed pulls.
+        ids must be unique (workers deduplicate); validated before any row is created."""
+        checked = [(t, check_ids(ids, t.cfg.capacity), bool(create))
+                   for t, (_, ids, create) in zip(self._distinct_tables(parts, 3), parts)]
+        for _, ids, _ in checked:
+            check_unique(ids, "ids of a stored-precision pull")
+        # --- nothing above this line mutates the store ---
+        return [t.read_stored(t.ensure(ids)) if create else t.peek_stored(ids) for t, ids, create in checked]
 
     @staticmethod
     def _pull_one(t: Table, ids: np.ndarray, create: bool) -> np.ndarray:
@@ -151,6 +162,19 @@ class RowStore:
             raise InvalidRequest("rows of an adam table stay fp32 (tier 0)")
         t.set_tiers(r, tiers.astype(np.uint8))
 
+    def retier(self, table: str) -> dict[str, float]:
+        """Re-tier an F-Q table now (pushes do it every fq_retier_every); {} for other tables. Returns the
+        thresholds used (under a budget, the effective ones)."""
+        return self._table(table).retier()
+
+    def priorities(self, table: str, ids: np.ndarray) -> np.ndarray:
+        """(N,) ids -> (N,) float32 F-Q priorities as of the table's current step (0 for absent rows)."""
+        t = self._table(table)
+        r = t.lookup(check_ids(ids, t.cfg.capacity))
+        out = np.zeros(r.shape[0], dtype=np.float32)
+        out[r >= 0] = t.priorities(r[r >= 0])
+        return out
+
     def compact(self, table: str) -> None:
         """Pack the tier pools (after many moves) and drop growth slack; values are unchanged."""
         self._table(table).compact()
@@ -159,7 +183,9 @@ class RowStore:
         """(N,) ids -> (N,) uint8 tier, 255 for absent rows."""
         t = self._table(table)
         r = t.lookup(check_ids(ids, t.cfg.capacity))
-        return np.where(r >= 0, t.rows["tier"][np.maximum(r, 0)], 255).astype(np.uint8)
+        out = np.full(r.shape[0], 255, dtype=np.uint8)
+        out[r >= 0] = t.rows["tier"][r[r >= 0]]
+        return out
 
     # --- accounting and checkpoints ---------------------------------------------------------------------------
     def memory_bytes(self, table: str) -> dict[str, int]:
@@ -183,7 +209,7 @@ class RowStore:
 
 def _apply(t: Table, ids: np.ndarray, grads: np.ndarray, c_pos: np.ndarray, c_neg: np.ndarray) -> None:
     """One validated push into one table: segment-sum, one optimizer step per unique row in fp32, write back into
-    each row's tier, count clicks."""
+    each row's tier, count clicks (F-Q: update priorities, re-tier every fq_retier_every pushes)."""
     cfg = t.cfg
     t.step += 1
     uniq, g, (cp, cn) = segment_sum(ids, grads, c_pos, c_neg)
@@ -202,4 +228,6 @@ def _apply(t: Table, ids: np.ndarray, grads: np.ndarray, c_pos: np.ndarray, c_ne
     if cfg.rounding == "stochastic" and t.rows["tier"][r].any():
         rng = np.random.default_rng([cfg.seed, t.step])  # deterministic per (seed, push step), restorable
     t.write(r, w, rng)
-    t.add_counts(r, cp, cn)
+    t.add_counts(r, cp, cn)  # and, under F-Q, the touched rows' priorities
+    if cfg.quant == "fq" and t.step % cfg.fq_retier_every == 0:
+        t.retier()

@@ -11,8 +11,8 @@ import numpy as np
 from ps.store.config import TableConfig
 from ps.store.errors import InvalidRequest
 from ps.store.idempotency import SeqTracker
-from ps.store.quant import TIER_INT8, TIER_NAMES
 from ps.store.table import ADAM_COLUMNS, ROW_COLUMNS, Table
+from shark.quant import TIER_INT8, TIER_NAMES
 
 FORMAT_VERSION = 1
 

@@ -6,11 +6,17 @@ Layout (n = rows present, d = dim):
                                  space costs RAM only for the 4 KiB pages that hold a present id.
   row columns (n,)               row_id int32, tier uint8 (0 fp32 / 1 fp16 / 2 int8), slot int32 into that tier's
                                  pool, accum float32 (row-wise Adagrad), c_pos/c_neg uint32 totals (saturating),
-                                 last_step uint32 (push step of the last touch), priority float32 (F-Q, later).
+                                 last_step uint32 (push step of the last touch), priority float32 (F-Q eq. 7,
+                                 as of last_step; decayed lazily, see shark.quant.priority).
   adam columns (Adam tables only) adam_m, adam_v (n, d) float32 moments, adam_t (n,) int64 updates applied to the
                                  row (its own bias-correction clock). Adam rows always stay fp32.
   pools                          fp32 (., d) float32 | fp16 (., d) float16 | int8 (., d) int8 + scale (.,) float32.
 Two levels (id -> row -> slot) keep per-row metadata dense and make re-tiering a slot move, not a row renumbering.
+
+Quantization (cfg.quant): new rows go into new_row_tier() (fp32 unless a uniform baseline or F-Q says otherwise);
+under "fq" every push updates the touched rows' priorities and every fq_retier_every pushes retier() moves rows to
+the tiers the policy gives (shark.quant.tiers), then packs the pools. Every decision depends only on the logical
+state (rows, priorities, steps, slots; never on growth slack), so a restored snapshot continues bit-exactly.
 """
 
 from __future__ import annotations
@@ -22,16 +28,22 @@ import numpy as np
 from ps.store.config import TableConfig
 from ps.store.idempotency import SeqTracker
 from ps.store.pools import Columns, Pool
-from ps.store.quant import (
+from shark.quant import (
     TIER_FP16,
     TIER_FP32,
     TIER_INT8,
     TIER_NAMES,
+    BudgetPolicy,
+    PriorityRule,
+    RowBytes,
+    TierPolicy,
+    default_t16_over_t8,
     fp16_decode,
     fp16_encode,
     int8_decode,
     int8_encode,
 )
+from shark.quant.stored import StoredRows
 from shark.row_init import initial_rows
 
 ROW_COLUMNS = {"row_id": np.int32, "tier": np.uint8, "slot": np.int32, "accum": np.float32,
@@ -54,6 +66,32 @@ class Table:
                       Pool(cfg.dim, np.int8, True)]
         self.step = 0  # pushes applied to this table (the F-Q "batch" clock)
         self.seqs = SeqTracker(seq_window)
+        self.priority_rule = PriorityRule(cfg.fq_alpha, cfg.fq_beta) if cfg.quant == "fq" else None
+        self.tier_policy = TierPolicy(cfg.fq_t8, cfg.fq_t16) if cfg.quant == "fq" else None
+
+    def new_row_tier(self) -> int:
+        """The tier a new row (priority 0) starts in: the baseline's for "fp16"/"int8"; under "fq" eq. 8's for
+        priority 0 with thresholds, int8 under a budget (the lowest: a row earns precision by being pushed, and
+        moves up at the next retier)."""
+        q = self.cfg.quant
+        if q == "fp16":
+            return TIER_FP16
+        if q == "int8":
+            return TIER_INT8
+        if q == "fq":
+            return TIER_INT8 if self.cfg.fq_budget_mode else int(self.tier_policy.tiers(np.zeros(1))[0])
+        return TIER_FP32
+
+    def _initial(self, ids: np.ndarray) -> np.ndarray:
+        """Initial values of new rows as stored: the deterministic init, rounded (nearest) to the new-row tier."""
+        c = self.cfg
+        v = initial_rows(c.name, ids, c.dim, c.init_scale, c.seed)
+        t = self.new_row_tier()
+        if t == TIER_FP16:
+            return fp16_decode(fp16_encode(v))
+        if t == TIER_INT8:
+            return int8_decode(*int8_encode(v))
+        return v
 
     # --- rows -------------------------------------------------------------------------------------------------
     def lookup(self, ids: np.ndarray) -> np.ndarray:
@@ -61,21 +99,23 @@ class Table:
         return self.index[ids].astype(np.int64) - 1
 
     def ensure(self, uniq: np.ndarray) -> np.ndarray:
-        """(U,) unique valid ids -> (U,) row numbers, creating absent rows in fp32 with the deterministic init."""
+        """(U,) unique valid ids -> (U,) row numbers, creating absent rows in new_row_tier() with the deterministic
+        init (rounded to nearest there)."""
         r = self.lookup(uniq)
         new = r < 0
         k = int(np.count_nonzero(new))
         if k:
             ids = uniq[new]
             rn = self.rows.extend(k)
-            slots = self.pools[TIER_FP32].alloc(k)
+            tier = self.new_row_tier()
+            slots = self.pools[tier].alloc(k)
             c = self.cfg
-            self.pools[TIER_FP32].data[slots] = initial_rows(c.name, ids, c.dim, c.init_scale, c.seed)
             self.rows["row_id"][rn] = ids
-            self.rows["tier"][rn] = TIER_FP32
+            self.rows["tier"][rn] = tier
             self.rows["slot"][rn] = slots
             self.index[ids] = (rn + 1).astype(np.int32)
             r[new] = rn
+            self.write(rn, initial_rows(c.name, ids, c.dim, c.init_scale, c.seed), None)
         return r
 
     def peek(self, uniq: np.ndarray) -> np.ndarray:
@@ -87,8 +127,7 @@ class Table:
             return self.read(r)
         out = np.empty((uniq.shape[0], self.cfg.dim), dtype=np.float32)
         out[~absent] = self.read(r[~absent])
-        c = self.cfg
-        out[absent] = initial_rows(c.name, uniq[absent], c.dim, c.init_scale, c.seed)
+        out[absent] = self._initial(uniq[absent])
         return out
 
     def reset_optimizer(self, r: np.ndarray) -> None:
@@ -115,6 +154,24 @@ class Table:
                 else:
                     out[m] = int8_decode(pool.data[s], pool.scale[s])
         return out
+
+    def read_stored(self, r: np.ndarray) -> StoredRows:
+        """(N,) row numbers -> the rows in their stored precision (for compressed pulls); decode_stored of the
+        result equals read(r) exactly."""
+        tier, slot = self.rows["tier"][r], self.rows["slot"][r]
+        if not tier.any():
+            return StoredRows.all_fp32(self.pools[TIER_FP32].data[slot])
+        s16, s8 = slot[tier == TIER_FP16], slot[tier == TIER_INT8]
+        i8 = self.pools[TIER_INT8]
+        return StoredRows(tier.astype(np.uint8), self.pools[TIER_FP32].data[slot[tier == TIER_FP32]],
+                          self.pools[TIER_FP16].data[s16], i8.data[s8], i8.scale[s8])
+
+    def peek_stored(self, uniq: np.ndarray) -> StoredRows:
+        """As peek(), in stored precision: absent rows travel as fp32 initial values (the same floats)."""
+        r = self.lookup(uniq)
+        if not (r < 0).any():
+            return self.read_stored(r)
+        return StoredRows.all_fp32(self.peek(uniq))
 
     def write(self, r: np.ndarray, values: np.ndarray, rng: np.random.Generator | None) -> None:
         """Store (N, d) float32 values into rows r, encoded into each row's current tier (rng None = nearest)."""
@@ -152,6 +209,12 @@ class Table:
         self.rows["tier"][r] = tiers
         self.write(r, values, None)
 
+    def trim(self) -> None:
+        """Drop growth slack only (pools keep their slots, so the logical state is unchanged)."""
+        for pool in self.pools:
+            pool.trim()
+        self.rows.shrink()
+
     def compact(self) -> None:
         """Release freed slots and growth slack (pools only ever grow between compactions)."""
         n = self.rows.n
@@ -163,11 +226,70 @@ class Table:
         self.rows.shrink()
 
     def add_counts(self, r: np.ndarray, c_pos: np.ndarray, c_neg: np.ndarray) -> None:
-        """Saturating uint32 totals; last_step = this push's step."""
+        """Saturating uint32 totals; under F-Q the eq. 7 priority update; last_step = this push's step.
+        r unique rows touched by the push at self.step, c_pos/c_neg their summed counts in it."""
+        if self.priority_rule is not None:
+            self.rows["priority"][r] = self.priority_rule.touched(self.rows["priority"][r],
+                                                                  self.rows["last_step"][r], self.step, c_pos, c_neg)
         for name, add in (("c_pos", c_pos), ("c_neg", c_neg)):
             col = self.rows[name]
             col[r] = np.minimum(col[r].astype(np.int64) + add.astype(np.int64), _U32_MAX).astype(np.uint32)
         self.rows["last_step"][r] = np.uint32(self.step & 0xFFFFFFFF)
+
+    # --- F-Quantization -------------------------------------------------------------------------------------------
+    def priorities(self, r: np.ndarray) -> np.ndarray:
+        """(N,) row numbers -> their eq. 7 priorities as of the current step (lazy decay applied; not stored)."""
+        if self.priority_rule is None:
+            return self.rows["priority"][r].copy()
+        return self.priority_rule.decayed(self.rows["priority"][r], self.rows["last_step"][r], self.step)
+
+    def row_header_bytes(self) -> int:
+        """Bytes every row holds outside its payload, whatever its tier: all row columns (tier tag, slot, row id,
+        optimizer state, counters, last step, priority)."""
+        return int(sum(a.itemsize * (a.shape[1] if a.ndim == 2 else 1) for a in self.rows.cols.values()))
+
+    def _index_resident(self) -> int:
+        page = mmap.PAGESIZE
+        ids = self.rows["row_id"][: self.rows.n].astype(np.int64)
+        return min(self.index.nbytes, int(np.unique(ids * self.index.itemsize // page).shape[0]) * page)
+
+    def fp32_equivalent_bytes(self) -> int:
+        """What the present rows would take all in fp32, packed (no free slots, no growth slack), index included."""
+        n = self.rows.n
+        return self._index_resident() + n * (self.row_header_bytes() + 4 * self.cfg.dim)
+
+    def budget_bytes(self) -> int:
+        """The F-Q byte budget for the present rows (0 = threshold mode)."""
+        c = self.cfg
+        if c.fq_budget_bytes > 0:
+            return c.fq_budget_bytes
+        return int(c.fq_budget_fraction * self.fp32_equivalent_bytes())
+
+    def retier(self) -> dict[str, float]:
+        """Move every row to the tier the F-Q policy gives its current priority (vectorised), then pack the pools
+        when slots were freed (always under a budget, so the bytes really are within it; in threshold mode once
+        free slots pass 1/8 of the rows) and drop growth slack if a budget is still exceeded.
+        Returns the thresholds used (effective ones under a budget)."""
+        n = self.rows.n
+        c = self.cfg
+        if c.quant != "fq" or n == 0:
+            return {}
+        r = np.arange(n, dtype=np.int64)
+        w = self.priorities(r)
+        if c.fq_budget_mode:
+            budget = self.budget_bytes()
+            ratio = c.fq_t16_ratio if c.fq_t16_ratio > 0 else default_t16_over_t8(c.dim)
+            tiers, t8, t16 = BudgetPolicy(budget, ratio).assign(
+                w, self._index_resident(), RowBytes(c.dim, self.row_header_bytes()))
+        else:
+            tiers, t8, t16 = self.tier_policy.tiers(w), c.fq_t8, c.fq_t16
+        self.set_tiers(r, tiers)
+        free = sum(p.free.shape[0] for p in self.pools)
+        if free and (c.fq_budget_mode or 8 * free > n):
+            self.compact()
+        if c.fq_budget_mode and self.memory_bytes()["total"] > budget:
+            self.trim()  # growth slack of the row columns (a logical no-op)
+        return {"t8": float(t8), "t16": float(t16)}
 
     # --- accounting -------------------------------------------------------------------------------------------
     def stats(self) -> dict[str, int]:
@@ -182,9 +304,7 @@ class Table:
         n, d = self.rows.n, self.cfg.dim
         # The index is mostly untouched zero pages: count the pages that hold a present id (resident) and
         # report the virtual size separately.
-        page = mmap.PAGESIZE
-        ids = self.rows["row_id"][:n].astype(np.int64)
-        index_resident = min(self.index.nbytes, int(np.unique(ids * self.index.itemsize // page).shape[0]) * page)
+        index_resident = self._index_resident()
         out = {f"payload_{name}": pool.data.nbytes for name, pool in zip(TIER_NAMES, self.pools)}
         out.update({
             "int8_scales": self.pools[TIER_INT8].scale.nbytes,
@@ -201,4 +321,6 @@ class Table:
         # The paper's view: the live rows' values only, and the same rows all in fp32.
         out["payload_bytes"] = sum(p.live * d * p.data.itemsize for p in self.pools)
         out["payload_bytes_fp32"] = n * d * 4
+        # The same rows all fp32, packed, every per-row byte counted: the denominator of a memory fraction.
+        out["fp32_equivalent_total"] = self.fp32_equivalent_bytes()
         return out

@@ -9,7 +9,7 @@ from hypothesis.extra.numpy import arrays
 
 from ps.store.dedup import segment_sum
 from ps.store.idempotency import SeqTracker
-from ps.store.quant import fp16_decode, fp16_encode, int8_decode, int8_encode
+from shark.quant import fp16_decode, fp16_encode, int8_decode, int8_encode
 
 finite32 = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False, width=32)
 rows = arrays(np.float32, st.tuples(st.integers(1, 6), st.integers(1, 20)), elements=finite32)

@@ -1,9 +1,13 @@
-"""Row codecs for the low-precision tiers, and their rounding modes.
+"""Row codecs for the low-precision tiers, and their rounding modes (pure numpy; the one implementation, which
+ps.store uses for its fp16/int8 pools).
 
 int8: symmetric per-row, scale = max|e| / 127, q = round(e / scale) in [-127, 127]. With nearest rounding
 |q * scale - e| <= scale / 2 (plus the fp32 rounding of the product). All-zero rows get scale 0 and q 0.
 (The paper's eq. 6 divides by 255, which overflows a symmetric int8; see DESIGN section 5.)
-fp16: a cast; values beyond fp16's range are clipped to +-65504 rather than becoming inf.
+fp16: a cast; values beyond fp16's range are clipped to +-65504 rather than becoming inf. fp16_encode_scaled adds
+a per-row power-of-two scale (2^(e-1) for max|e| = m * 2^e, m in [0.5, 1)), so every row uses fp16's full relative
+precision whatever its magnitude (no overflow, no subnormal flush of small rows); dividing by a power of two is exact,
+so the scaled codec errs only by fp16's own rounding. All-zero rows get scale 0.
 Stochastic rounding picks the upper neighbour with probability equal to the distance from the lower one, so
 E[decode(encode(x))] = x and small optimizer updates survive on average instead of vanishing.
 """
@@ -13,8 +17,6 @@ from __future__ import annotations
 import numpy as np
 
 FP16_MAX = np.float32(65504.0)
-TIER_FP32, TIER_FP16, TIER_INT8 = 0, 1, 2
-TIER_NAMES = ("fp32", "fp16", "int8")
 
 
 def int8_encode(x: np.ndarray, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -63,3 +65,19 @@ def fp16_encode(x: np.ndarray, rng: np.random.Generator | None = None) -> np.nda
 
 def fp16_decode(h: np.ndarray) -> np.ndarray:
     return h.astype(np.float32)
+
+
+def fp16_encode_scaled(x: np.ndarray, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(N, d) float32 -> (h (N, d) float16, scale (N,) float32 power of two, 0 for all-zero rows); |h| < 2."""
+    x = np.asarray(x, dtype=np.float32)
+    amax = np.abs(x).max(axis=1, initial=0.0).astype(np.float64)
+    _, e = np.frexp(amax)  # amax = m * 2^e, m in [0.5, 1); e in [-148, 128] for finite float32
+    scale = np.where(amax > 0, np.ldexp(1.0, e - 1), 0.0)  # exact in float32 (2^-149 .. 2^127)
+    safe = np.where(scale > 0, scale, 1.0)
+    y = (x.astype(np.float64) / safe[:, None]).astype(np.float32)  # |y| < 2, exact unless y is float32-subnormal
+    return fp16_encode(y, rng), scale.astype(np.float32)
+
+
+def fp16_decode_scaled(h: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """(N, d) float16, (N,) float32 -> (N, d) float32 (a product by a power of two: exact)."""
+    return h.astype(np.float32) * scale[:, None]
