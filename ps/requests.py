@@ -35,9 +35,33 @@ def _decode(msg: ps_pb2.Tensor, name: str, dtype: str, shape: tuple[int | None, 
     return decode_tensor(msg, name=name, expect_dtype=dtype, expect_shape=shape, max_bytes=max_bytes)
 
 
+_QUANT_FIELDS = {"alpha": "fq_alpha", "beta": "fq_beta", "t8": "fq_t8", "t16": "fq_t16",
+                 "budget_bytes": "fq_budget_bytes", "budget_fraction": "fq_budget_fraction",
+                 "t16_ratio": "fq_t16_ratio", "retier_every": "fq_retier_every"}
+
+
+def quant_config(cfg: TableConfig) -> ps_pb2.QuantConfig:
+    """Every quantization field of cfg, explicitly (so the shard builds exactly this TableConfig)."""
+    return ps_pb2.QuantConfig(mode=cfg.quant, **{wire: getattr(cfg, ours) for wire, ours in _QUANT_FIELDS.items()})
+
+
+def create_table_request(cfg: TableConfig) -> ps_pb2.CreateTableRequest:
+    """The CreateTable message for cfg; table_config() of it gives cfg back (a test checks the round trip)."""
+    req = ps_pb2.CreateTableRequest(name=cfg.name, dim=cfg.dim, capacity=cfg.capacity, optimizer=cfg.optimizer,
+                                    learning_rate=cfg.lr, init_scale=cfg.init_scale, eps=cfg.eps,
+                                    rounding=cfg.rounding, seed=cfg.seed, beta1=cfg.beta1, beta2=cfg.beta2)
+    if cfg.quant != "none":
+        req.quant.CopyFrom(quant_config(cfg))
+    return req
+
+
 def table_config(request: ps_pb2.CreateTableRequest) -> TableConfig:
     # eps/beta1/beta2 0 and rounding "" (proto3 defaults, i.e. unset) leave the store's defaults.
     extra = {k: getattr(request, k) for k in ("eps", "rounding", "beta1", "beta2") if getattr(request, k)}
+    if request.HasField("quant"):
+        q = request.quant
+        extra["quant"] = q.mode or "none"
+        extra.update({ours: getattr(q, wire) for wire, ours in _QUANT_FIELDS.items() if q.HasField(wire)})
     return TableConfig(name=request.name, dim=request.dim, capacity=request.capacity, optimizer=request.optimizer,
                        lr=request.learning_rate, init_scale=request.init_scale, seed=request.seed, **extra)
 

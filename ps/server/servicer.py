@@ -105,6 +105,15 @@ class ParameterServerServicer(ps_pb2_grpc.ParameterServerServicer):
         # Decode everything before taking the lock; one acquisition for all parts (a consistent view, and the
         # store validates every part before creating any row).
         decoded = [(p.table, self._decode(p.ids, "ids", "int64", (None,)), not p.read_only) for p in parts]
+        stored = {p.stored_precision for p in parts}
+        if len(stored) > 1:
+            raise InvalidRequest("parts must all ask for stored precision, or none")
+        if stored == {True}:
+            with self.lock:
+                packed = self.store.pull_many_stored(decoded)
+            return [ps_pb2.PullResponse(rows=encode_tensor(r.fp32), tiers=encode_tensor(r.tiers),
+                                        rows_fp16=encode_tensor(r.fp16), rows_int8=encode_tensor(r.int8),
+                                        int8_scales=encode_tensor(r.scales)) for r in packed]
         with self.lock:
             rows = self.store.pull_many(decoded)
         return [ps_pb2.PullResponse(rows=encode_tensor(r)) for r in rows]

@@ -109,3 +109,11 @@ def test_recovery_without_a_checkpoint_replays_everything(tmp_path) -> None:
     assert np.array_equal(rec.store.pull("t", np.arange(3)), np.full((3, 4), 2.0, np.float32))
     log.append(rq.KIND_DROP, drop.SerializeToString())
     assert not recover(PushLog(tmp_path, fsync=False), "shard-0", 4096).store.has_table("t")
+
+
+def test_create_table_request_round_trips_every_field() -> None:
+    for cfg in (TableConfig("a", 8, 100), TableConfig("d", 4096, 32, optimizer="adam", lr=1e-3, beta1=0.8),
+                TableConfig("q", 16, 1000, quant="fq", fq_budget_fraction=0.5, fq_t8=0.0, fq_retier_every=7),
+                TableConfig("u", 16, 1000, quant="int8", rounding="nearest")):
+        assert rq.table_config(ps_pb2.CreateTableRequest.FromString(
+            rq.create_table_request(cfg).SerializeToString())) == cfg

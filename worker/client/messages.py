@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from shark.quant.stored import StoredRows, check_stored, decode_stored
 from shark.wire.tensors import DEFAULT_MAX_BYTES, WireError, decode_tensor, encode_tensor
 from shark.wire.v1 import ps_pb2
 from worker.client.routing import ShardRouter
@@ -35,7 +36,8 @@ def as_unique_ids(ids: object, what: str) -> np.ndarray:
     return a.astype(np.int64, copy=False)
 
 
-def plan_pull(router: ShardRouter, ids_by_table: dict[str, np.ndarray], read_only: bool) -> PullPlan:
+def plan_pull(router: ShardRouter, ids_by_table: dict[str, np.ndarray], read_only: bool,
+              stored_precision: bool = False) -> PullPlan:
     plan = PullPlan({}, {}, {})
     for table, raw in ids_by_table.items():
         ids = as_unique_ids(raw, table)
@@ -45,7 +47,8 @@ def plan_pull(router: ShardRouter, ids_by_table: dict[str, np.ndarray], read_onl
             if part.shape[0] == 0 and ids.shape[0]:
                 continue
             req = plan.requests.setdefault(shard, ps_pb2.PullManyRequest())
-            req.parts.add(table=table, ids=encode_tensor(part), read_only=read_only)
+            req.parts.add(table=table, ids=encode_tensor(part), read_only=read_only,
+                          stored_precision=stored_precision)
             plan.positions.setdefault(shard, []).append((table, pos))
     return plan
 
@@ -60,8 +63,11 @@ def assemble_pull(plan: PullPlan, replies: dict[int, ps_pb2.PullManyResponse],
         if len(reply.parts) != len(parts):
             raise WireError(f"shard {shard}: {len(reply.parts)} parts in the reply, {len(parts)} asked for")
         for (table, pos), part in zip(parts, reply.parts):
-            rows = decode_tensor(part.rows, name=f"{table} rows", expect_dtype="float32",
-                                 expect_shape=(pos.shape[0], None), max_bytes=max_bytes)
+            if part.HasField("tiers"):  # stored precision: decode exactly as the shard reads its pools
+                rows = _decode_stored(part, table, pos.shape[0], max_bytes)
+            else:
+                rows = decode_tensor(part.rows, name=f"{table} rows", expect_dtype="float32",
+                                     expect_shape=(pos.shape[0], None), max_bytes=max_bytes)
             dest = out.get(table)
             if dest is None:
                 dest = out[table] = np.empty((plan.sizes[table], rows.shape[1]), dtype=np.float32)
@@ -69,6 +75,21 @@ def assemble_pull(plan: PullPlan, replies: dict[int, ps_pb2.PullManyResponse],
                 raise WireError(f"{table}: shards disagree on dim ({dest.shape[1]} vs {rows.shape[1]})")
             dest[pos] = rows
     return out
+
+
+def _decode_stored(part: ps_pb2.PullResponse, table: str, n: int, max_bytes: int) -> np.ndarray:
+    def dec(msg: ps_pb2.Tensor, what: str, dtype: str, ndim: int) -> np.ndarray:
+        return decode_tensor(msg, name=f"{table} {what}", expect_dtype=dtype, expect_ndim=ndim, max_bytes=max_bytes)
+
+    packed = StoredRows(tiers=dec(part.tiers, "tiers", "uint8", 1), fp32=dec(part.rows, "rows", "float32", 2),
+                        fp16=dec(part.rows_fp16, "fp16 rows", "float16", 2),
+                        int8=dec(part.rows_int8, "int8 rows", "int8", 2),
+                        scales=dec(part.int8_scales, "int8 scales", "float32", 1))
+    try:
+        check_stored(packed, n)
+    except ValueError as exc:
+        raise WireError(f"{table}: {exc}") from None
+    return decode_stored(packed)
 
 
 def push_requests(router: ShardRouter, parts: dict[str, PushPart], worker_id: str,

@@ -23,6 +23,7 @@ import grpc
 import numpy as np
 from google.protobuf.message import Message
 
+from ps.requests import create_table_request
 from ps.store import TableConfig
 from shark.wire.tensors import WireError
 from shark.wire.v1 import ps_pb2, ps_pb2_grpc
@@ -42,7 +43,7 @@ _SERVING = ps_pb2.HealthResponse.SERVING
 
 class PSClient:
     def __init__(self, addresses: list[str], worker_id: str, staleness: int = 2, retry: RetryPolicy = DEFAULT_RETRY,
-                 max_message_bytes: int = 64 << 20) -> None:
+                 max_message_bytes: int = 64 << 20, stored_precision: bool = False) -> None:
         if not addresses or not all(isinstance(a, str) and a for a in addresses):
             raise ValueError(f"addresses must be a non-empty list of 'host:port' strings, got {addresses!r}")
         if not isinstance(worker_id, str) or not worker_id:
@@ -53,6 +54,9 @@ class PSClient:
         self.worker_id = worker_id
         self.retry = retry
         self.max_message_bytes = max_message_bytes
+        # Pulls in the rows' stored precision (fp16/int8 rows travel as such, decoded here): fewer bytes on the
+        # wire when F-Quantization keeps rows below fp32; the same floats either way.
+        self.stored_precision = stored_precision
         self.router = ShardRouter(len(addresses))
         self.window = PushWindow(staleness)
         self.counters = ClientCounters()
@@ -154,10 +158,7 @@ class PSClient:
     # --- tables ------------------------------------------------------------------------------------------------
     def create_tables(self, configs: list[TableConfig]) -> None:
         """Create every table on every shard (idempotent: an identical existing table is a no-op)."""
-        reqs = [ps_pb2.CreateTableRequest(
-            name=c.name, dim=c.dim, capacity=c.capacity, optimizer=c.optimizer, learning_rate=c.lr,
-            init_scale=c.init_scale, eps=c.eps, rounding=c.rounding, seed=c.seed,
-            beta1=getattr(c, "beta1", 0.0), beta2=getattr(c, "beta2", 0.0)) for c in configs]
+        reqs = [create_table_request(c) for c in configs]
 
         def on_shard(shard: int) -> None:
             for req in reqs:
@@ -208,7 +209,7 @@ class PSClient:
 
     def _pull(self, ids_by_table: dict[str, np.ndarray], read_only: bool) -> dict[str, np.ndarray]:
         start = time.perf_counter()
-        plan = plan_pull(self.router, ids_by_table, read_only)
+        plan = plan_pull(self.router, ids_by_table, read_only, self.stored_precision)
         replies = self._on_all(self._pull_pool, {
             s: (lambda s=s, r=r: self._call(s, "PullMany", r, [p.table for p in r.parts]))
             for s, r in plan.requests.items()})
@@ -218,6 +219,8 @@ class PSClient:
             raise PSClientError(f"PullMany: malformed reply: {exc}", rpc="PullMany", tables=tuple(plan.sizes),
                                 code="INVALID_REPLY", details=str(exc)) from None
         self.counters.add("pulls")
+        self.counters.add("rows_pulled", sum(plan.sizes.values()))
+        self.counters.add("pull_bytes", sum(r.ByteSize() for r in replies.values()))
         self.counters.add("pull_latency_s", time.perf_counter() - start)
         return out
 
@@ -256,6 +259,8 @@ class PSClient:
         out: dict[str, float] = {"pulls": 0, "pushes": 0, "bytes_sent": 0, "bytes_received": 0, "retries": 0,
                                  "pull_wait_s": 0.0, "pull_latency_s": 0.0, "push_wait_s": 0.0}
         out.update(self.counters.snapshot())
+        if out.get("rows_pulled"):  # what one pulled row costs on the wire (ids excluded), all tables together
+            out["pull_bytes_per_row"] = out["pull_bytes"] / out["rows_pulled"]
         out["push_waits"] = self.window.steps_waited
         out["max_push_in_flight"] = self.window.max_in_flight
         return out

@@ -29,20 +29,30 @@ class Tensor(_message.Message):
     def __init__(self, data: _Optional[bytes] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., compression: _Optional[_Union[Compression, str]] = ..., raw_size: _Optional[int] = ...) -> None: ...
 
 class PullRequest(_message.Message):
-    __slots__ = ("table", "ids", "read_only")
+    __slots__ = ("table", "ids", "read_only", "stored_precision")
     TABLE_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
     READ_ONLY_FIELD_NUMBER: _ClassVar[int]
+    STORED_PRECISION_FIELD_NUMBER: _ClassVar[int]
     table: str
     ids: Tensor
     read_only: bool
-    def __init__(self, table: _Optional[str] = ..., ids: _Optional[_Union[Tensor, _Mapping]] = ..., read_only: _Optional[bool] = ...) -> None: ...
+    stored_precision: bool
+    def __init__(self, table: _Optional[str] = ..., ids: _Optional[_Union[Tensor, _Mapping]] = ..., read_only: _Optional[bool] = ..., stored_precision: _Optional[bool] = ...) -> None: ...
 
 class PullResponse(_message.Message):
-    __slots__ = ("rows",)
+    __slots__ = ("rows", "tiers", "rows_fp16", "rows_int8", "int8_scales")
     ROWS_FIELD_NUMBER: _ClassVar[int]
+    TIERS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FP16_FIELD_NUMBER: _ClassVar[int]
+    ROWS_INT8_FIELD_NUMBER: _ClassVar[int]
+    INT8_SCALES_FIELD_NUMBER: _ClassVar[int]
     rows: Tensor
-    def __init__(self, rows: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
+    tiers: Tensor
+    rows_fp16: Tensor
+    rows_int8: Tensor
+    int8_scales: Tensor
+    def __init__(self, rows: _Optional[_Union[Tensor, _Mapping]] = ..., tiers: _Optional[_Union[Tensor, _Mapping]] = ..., rows_fp16: _Optional[_Union[Tensor, _Mapping]] = ..., rows_int8: _Optional[_Union[Tensor, _Mapping]] = ..., int8_scales: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
 
 class PushRequest(_message.Message):
     __slots__ = ("table", "ids", "grads", "c_pos", "c_neg", "worker_id", "seq")
@@ -115,7 +125,7 @@ class PushResponse(_message.Message):
     def __init__(self, status: _Optional[_Union[PushResponse.Status, str]] = ...) -> None: ...
 
 class CreateTableRequest(_message.Message):
-    __slots__ = ("name", "dim", "capacity", "optimizer", "learning_rate", "init_scale", "eps", "rounding", "seed", "beta1", "beta2")
+    __slots__ = ("name", "dim", "capacity", "optimizer", "learning_rate", "init_scale", "eps", "rounding", "seed", "beta1", "beta2", "quant")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
@@ -127,6 +137,7 @@ class CreateTableRequest(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     BETA1_FIELD_NUMBER: _ClassVar[int]
     BETA2_FIELD_NUMBER: _ClassVar[int]
+    QUANT_FIELD_NUMBER: _ClassVar[int]
     name: str
     dim: int
     capacity: int
@@ -138,7 +149,30 @@ class CreateTableRequest(_message.Message):
     seed: int
     beta1: float
     beta2: float
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., capacity: _Optional[int] = ..., optimizer: _Optional[str] = ..., learning_rate: _Optional[float] = ..., init_scale: _Optional[float] = ..., eps: _Optional[float] = ..., rounding: _Optional[str] = ..., seed: _Optional[int] = ..., beta1: _Optional[float] = ..., beta2: _Optional[float] = ...) -> None: ...
+    quant: QuantConfig
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., capacity: _Optional[int] = ..., optimizer: _Optional[str] = ..., learning_rate: _Optional[float] = ..., init_scale: _Optional[float] = ..., eps: _Optional[float] = ..., rounding: _Optional[str] = ..., seed: _Optional[int] = ..., beta1: _Optional[float] = ..., beta2: _Optional[float] = ..., quant: _Optional[_Union[QuantConfig, _Mapping]] = ...) -> None: ...
+
+class QuantConfig(_message.Message):
+    __slots__ = ("mode", "alpha", "beta", "t8", "t16", "budget_bytes", "budget_fraction", "t16_ratio", "retier_every")
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    ALPHA_FIELD_NUMBER: _ClassVar[int]
+    BETA_FIELD_NUMBER: _ClassVar[int]
+    T8_FIELD_NUMBER: _ClassVar[int]
+    T16_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_BYTES_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    T16_RATIO_FIELD_NUMBER: _ClassVar[int]
+    RETIER_EVERY_FIELD_NUMBER: _ClassVar[int]
+    mode: str
+    alpha: float
+    beta: float
+    t8: float
+    t16: float
+    budget_bytes: int
+    budget_fraction: float
+    t16_ratio: float
+    retier_every: int
+    def __init__(self, mode: _Optional[str] = ..., alpha: _Optional[float] = ..., beta: _Optional[float] = ..., t8: _Optional[float] = ..., t16: _Optional[float] = ..., budget_bytes: _Optional[int] = ..., budget_fraction: _Optional[float] = ..., t16_ratio: _Optional[float] = ..., retier_every: _Optional[int] = ...) -> None: ...
 
 class CreateTableResponse(_message.Message):
     __slots__ = ("created",)
