@@ -86,3 +86,35 @@ def ps(rows: int, dim: int, calls: int, repeats: int, warmup_calls: int, variant
     result = bench_ps(spec, address=address, progress=progress)
     click.echo(format_bench(result), err=json_stdout)  # with --json, stdout carries only the JSON
     emit_json(result, json_out, json_stdout)
+
+
+@bench.command("fperm")
+@config_option
+@click.option("--rows", type=int, default=2048, show_default=True, help="Scoring rows (the same for every method).")
+@click.option("--scoring-batch-size", type=int, default=2048, show_default=True, help="Rows per scoring batch.")
+@click.option("--multiples", default="1,2,4", show_default=True,
+              help="Table-count multiples of Criteo's 26 tables (must include 1).")
+@click.option("--perm-repeats", default="1,5", show_default=True,
+              help="Permutation's T values (shuffles per field; must include 1).")
+@click.option("--repeats", type=int, default=1, show_default=True,
+              help="Timing repeats of Permutation; medians are reported.")
+@click.option("--fast-repeats", type=int, default=5, show_default=True,
+              help="Timing repeats of F-P and of the plain-forward reference (cheap); medians are reported.")
+@model_options
+@click.option("--json-out", type=click.Path(dir_okay=False), default=None, help="Write the JSON result here.")
+@click.option("--json", "json_stdout", is_flag=True, help="Print the JSON result to stdout (the table then goes to stderr).")
+def fperm(rows: int, scoring_batch_size: int, multiples: str, perm_repeats: str, repeats: int, fast_repeats: int,
+          json_out: str | None, json_stdout: bool, **kw) -> None:
+    """Field-scoring time of F-Permutation against Permutation (T=1, T=5) on the same model and rows, at the
+    Criteo field count and with the field count doubled and quadrupled."""
+    from shark.bench.fperm_bench import FPermBenchSpec, bench_fperm, format_fperm_bench
+    from shark.cli.common import parse_ints
+
+    config = run_user_errors(train_config, kw, settings=True)
+    spec = run_user_errors(FPermBenchSpec, rows=rows, batch_size=scoring_batch_size,
+                           multiples=parse_ints(multiples, "--multiples"),
+                           perm_repeats=parse_ints(perm_repeats, "--perm-repeats"), repeats=repeats,
+                           fast_repeats=fast_repeats, seed=config.seed, settings=True)
+    result = bench_fperm(config, spec)
+    click.echo(format_fperm_bench(result), err=json_stdout)  # with --json, stdout carries only the JSON
+    emit_json(result, json_out, json_stdout)

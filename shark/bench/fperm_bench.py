@@ -1,0 +1,161 @@
+"""`shark bench fperm`: field-scoring cost of F-Permutation against Permutation (T = 1 and T = 5), in one run.
+
+Every method scores the same model on the same in-memory scoring batches, at the Criteo field count (13 dense
+features as one field + 26 tables = 27 fields) and with the table count multiplied (x2: 53 fields, x4: 105), so
+the cost growth with the number of fields is visible. The models are untrained DenseDLRMs of the configured shape
+(embedding_dim, bottom, top) fed random field inputs: scoring time depends on the shapes, not on the weights or
+the values, and an untrained model lets the x2 / x4 models exist at all. A plain forward pass ("forward") is timed
+as the reference: a DLRM's own cost grows with F^2 (F(F-1)/2 dot products feed the top MLP), so the cost of a
+method in model forwards is what shows how it scales with the field count (F-P: constant; Permutation: F * T). The embedding lookups are done before
+timing (they are shared by every method and identical for all of them); what is timed is each method's own
+work: F-P = the field-vector forward (bottom MLP) + one head forward and one backward per batch ('abs' adds a
+forward-only pass for the field means); Permutation = the field-vector forward + F * T head forwards per batch.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from functools import partial
+from typing import Any
+
+import torch
+
+from shark.fperm import PermutationConfig, ScoringBatch, TaylorConfig, permutation_scores, taylor_scores
+from shark.model import DenseDLRM, DLRMConfig
+from shark.train.config import TrainConfig
+
+CRITEO_TABLES = 26
+N_DENSE = 13
+
+
+@dataclass(frozen=True)
+class FPermBenchSpec:
+    rows: int = 2048  # scoring rows (the same rows for every method)
+    batch_size: int = 2048
+    multiples: tuple[int, ...] = (1, 2, 4)  # table-count multiples of Criteo's 26
+    perm_repeats: tuple[int, ...] = (1, 5)  # Permutation's T values
+    repeats: int = 1  # timing repeats of Permutation per multiple; medians are reported
+    fast_repeats: int = 5  # timing repeats of F-P and of the forward reference (cheap, so noise is averaged out)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.rows < 1 or self.batch_size < 1 or self.repeats < 1 or self.fast_repeats < 1:
+            raise ValueError("rows, batch_size, repeats and fast_repeats must be >= 1")
+        if not self.multiples or any(m < 1 for m in self.multiples) or 1 not in self.multiples:
+            raise ValueError(f"multiples must be >= 1 and include 1, got {self.multiples}")
+        if not self.perm_repeats or any(t < 1 for t in self.perm_repeats) or 1 not in self.perm_repeats:
+            raise ValueError(f"perm_repeats must be >= 1 and include 1, got {self.perm_repeats}")
+
+
+def bench_model(config: TrainConfig, multiple: int) -> DenseDLRM:
+    tables = tuple(f"C{i}" for i in range(1, CRITEO_TABLES * multiple + 1))
+    return DenseDLRM(DLRMConfig(n_dense=N_DENSE, table_names=tables, embedding_dim=config.embedding_dim,
+                                bottom=config.bottom, top=config.top, seed=config.seed))
+
+
+def bench_batches(model: DenseDLRM, spec: FPermBenchSpec) -> list[ScoringBatch]:
+    g = torch.Generator().manual_seed(spec.seed)
+    out = []
+    for lo in range(0, spec.rows, spec.batch_size):
+        b = min(spec.batch_size, spec.rows - lo)
+        out.append(ScoringBatch(torch.randn(b, N_DENSE, generator=g),
+                                0.05 * torch.randn(b, len(model.tables), model.config.embedding_dim, generator=g),
+                                (torch.rand(b, generator=g) < 0.25).float()))
+    return out
+
+
+def _methods(spec: FPermBenchSpec) -> dict[str, Callable[[DenseDLRM, list[ScoringBatch]], object]]:
+    m: dict[str, Callable[[DenseDLRM, list[ScoringBatch]], object]] = {
+        "forward": _forward,
+        "fperm-abs": lambda model, b: taylor_scores(model, b, TaylorConfig("abs")),
+        "fperm-signed": lambda model, b: taylor_scores(model, b, TaylorConfig("signed")),
+    }
+    for t in spec.perm_repeats:
+        m[f"permutation-T{t}"] = partial(_permutation, config=PermutationConfig(repeats=t, seed=spec.seed))
+    return m
+
+
+@torch.no_grad()
+def _forward(model: DenseDLRM, batches: list[ScoringBatch]) -> object:
+    """The reference: one plain forward pass of the model over the scoring rows (what inference costs)."""
+    model.eval()
+    return [model(b.dense, b.emb) for b in batches]
+
+
+def _permutation(model: DenseDLRM, batches: list[ScoringBatch], config: PermutationConfig) -> object:
+    return permutation_scores(model, batches, config)
+
+
+def bench_fperm(config: TrainConfig, spec: FPermBenchSpec, progress: bool = True) -> dict[str, Any]:
+    torch.set_num_threads(config.threads)
+    methods = _methods(spec)
+    seconds: dict[str, dict[str, list[float]]] = {name: {} for name in methods}
+    fields: dict[str, int] = {}
+    for mult in spec.multiples:
+        model = bench_model(config, mult)
+        batches = bench_batches(model, spec)
+        fields[str(mult)] = len(model.fields)
+        taylor_scores(model, batches[:1], TaylorConfig("signed"))  # warm-up (allocator, kernels)
+        for name, fn in methods.items():
+            runs = []
+            for _ in range(spec.repeats if name.startswith("permutation") else spec.fast_repeats):
+                t0 = time.perf_counter()
+                fn(model, batches)
+                runs.append(time.perf_counter() - t0)
+            seconds[name][str(mult)] = runs
+            if progress:
+                print(f"x{mult} ({len(model.fields)} fields): {name} {statistics.median(runs):.3f} s",
+                      file=sys.stderr, flush=True)
+    med = {name: {m: statistics.median(v) for m, v in per.items()} for name, per in seconds.items()}
+    base, top = "1", str(max(spec.multiples))
+    speedup = {name: {m: med["permutation-T1"][m] / med[name][m] for m in med[name]}
+               for name in ("fperm-abs", "fperm-signed")}
+    growth = {name: {m: med[name][m] / med[name][base] for m in med[name]} for name in med}
+    in_forwards = {name: {m: med[name][m] / med["forward"][m] for m in med[name]} for name in med}
+    best = "fperm-abs"
+    return {
+        "benchmark": "fperm",
+        "what_is_timed": "each method's own work on pre-looked-up rows: field vectors (bottom MLP) + F-P's one "
+                         "forward/backward per batch (abs: + a means pass) or Permutation's F*T head forwards",
+        "model": {"embedding_dim": config.embedding_dim, "bottom": list(config.bottom), "top": list(config.top),
+                  "weights": "untrained (timing does not depend on them)"},
+        "spec": asdict(spec), "threads": config.threads, "fields": fields,
+        "seconds_median": {n: {m: round(s, 4) for m, s in per.items()} for n, per in med.items()},
+        "seconds": {n: {m: [round(s, 4) for s in v] for m, v in per.items()} for n, per in seconds.items()},
+        "speedup_vs_permutation_T1": {n: {m: round(r, 2) for m, r in per.items()} for n, per in speedup.items()},
+        "growth_vs_x1": {n: {m: round(r, 2) for m, r in per.items()} for n, per in growth.items()},
+        "cost_in_model_forwards": {n: {m: round(r, 2) for m, r in per.items()} for n, per in in_forwards.items()},
+        "targets": {
+            f"{best} >= 5x faster than permutation-T1 at x1": speedup[best][base] >= 5.0,
+            f"{best} growth x1 -> x{top} under 1.5x": growth[best][top] < 1.5,
+            f"permutation-T1 grows x1 -> x{top}": growth["permutation-T1"][top] > growth[best][top],
+            f"{best} cost in model forwards x1 -> x{top} under 1.5x":
+                in_forwards[best][top] < 1.5 * in_forwards[best][base],
+        },
+    }
+
+
+def format_fperm_bench(result: dict[str, Any]) -> str:
+    med, fields = result["seconds_median"], result["fields"]
+    mults = list(fields)
+    spec = result["spec"]
+    lines = [(f"bench fperm: {spec['rows']:,} scoring rows, batch {spec['batch_size']}, {result['threads']} threads, "
+              f"medians of {spec['fast_repeats']} (forward, F-P) / {spec['repeats']} (Permutation) runs; "
+              "seconds per scoring of every field"),
+             f"{'method':18}" + "".join(f"{'x' + m + ' (' + str(fields[m]) + ' fields)':>20}" for m in mults)
+             + f"{'growth x1->x' + mults[-1]:>16}"]
+    for name, per in med.items():
+        g = result["growth_vs_x1"][name][mults[-1]]
+        lines.append(f"{name:18}" + "".join(f"{per[m]:>19.3f}s" for m in mults) + f"{g:>15.2f}x")
+    for name, per in result["speedup_vs_permutation_T1"].items():
+        lines.append(f"{'T1/' + name:18}" + "".join(f"{per[m]:>19.1f}x" for m in mults))
+    lines.append("cost in model forwards (method time / one plain forward pass over the same rows):")
+    for name, per in result["cost_in_model_forwards"].items():
+        if name != "forward":
+            lines.append(f"{name:18}" + "".join(f"{per[m]:>19.1f}x" for m in mults))
+    lines += [f"target {k}: {'met' if ok else 'NOT met'}" for k, ok in result["targets"].items()]
+    return "\n".join(lines)
