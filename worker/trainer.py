@@ -143,16 +143,33 @@ class PSTrainer:
             self.times.wall += time.perf_counter() - started
         return log
 
-    @torch.no_grad()
-    def predict_batches(self, batches: Iterable[RawBatch]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(labels, probabilities) per batch. Read-only pulls: evaluation creates no rows on the shards."""
-        self.model.eval()
+    def looked_up(self, batches: Iterable[RawBatch]) -> Iterator[tuple[Batch, torch.Tensor]]:
+        """(batch, looked-up rows (B, T, d)) per batch, with the current dense parameters loaded. Read-only pulls:
+        evaluation and scoring create no rows on the shards."""
         for raw in prefetch(iter(batches), self.config.prefetch):
             batch = self.transform(raw)
             rows = self._index(batch, train=False)
             pulled = self.client.pull_async(self._request(rows), read_only=True).result()
-            emb = self._embeddings(rows, pulled)
+            yield batch, self._embeddings(rows, pulled)
+
+    @torch.no_grad()
+    def predict_batches(self, batches: Iterable[RawBatch]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(labels, probabilities) per batch."""
+        self.model.eval()
+        for batch, emb in self.looked_up(batches):
             yield batch.labels, torch.sigmoid(self.model(torch.from_numpy(batch.dense), emb)).numpy()
+
+    def field_sums(self, batches: Iterable[RawBatch], mean: np.ndarray | None = None) -> Any:
+        """F-Permutation partial sums (shark.fperm.FieldSums) over `batches`: this worker's share of a scoring
+        pass; a coordinator adds every worker's and finishes the scores (mean: the (F, d) field means fixed
+        after a first pass, for the absolute-value variant)."""
+        from shark.fperm import FieldScoreAccumulator
+
+        self.model.eval()
+        acc = FieldScoreAccumulator(self.model.fields, self.config.embedding_dim, mean)
+        for batch, emb in self.looked_up(batches):
+            acc.add(self.model, torch.from_numpy(batch.dense), emb, torch.from_numpy(batch.labels))
+        return acc.partial()
 
     def evaluate(self, batches: Iterable[RawBatch]) -> ScoreLog:
         log = ScoreLog()
