@@ -7,6 +7,7 @@ import click
 from shark import __version__
 from shark.cli.bench_cmd import bench
 from shark.cli.data_cmd import data
+from shark.cli.status_cmd import status
 from shark.cli.train_cmd import evaluate, train
 
 
@@ -24,6 +25,7 @@ cli.add_command(train)
 cli.add_command(evaluate)
 cli.add_command(data)
 cli.add_command(bench)
+cli.add_command(status)
 
 
 def main() -> None:

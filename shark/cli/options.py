@@ -145,7 +145,30 @@ cluster_options = _apply([
                  help="Ray CPUs requested per shard actor."),
     click.option("--worker-cpus", type=float, default=_CLUSTER.worker_cpus, show_default=True,
                  help="Ray CPUs requested per worker actor."),
+    click.option("--placement", type=click.Choice(["spread", "pack"]), default=_CLUSTER.placement,
+                 show_default=True,
+                 help="How the placement group lays shards and workers on the cluster's nodes: 'spread' across nodes "
+                      "(soft: a one-node cluster still works) or 'pack' onto as few nodes as possible."),
+    click.option("--shard-resources", default=None, metavar="JSON",
+                 help='Custom Ray resources per shard actor, e.g. \'{"ps": 1}\' to put shards only on nodes started '
+                      'with `ray start --resources \'{"ps": 4}\'`.'),
+    click.option("--worker-resources", default=None, metavar="JSON",
+                 help="Custom Ray resources per worker actor (like --shard-resources)."),
 ])
+
+
+def _resources(text: str | None, option: str) -> dict[str, float]:
+    import json
+
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"{option} expects a JSON object like '{{\"ps\": 1}}': {exc}") from None
+    if not isinstance(value, dict):
+        raise click.BadParameter(f"{option} expects a JSON object like '{{\"ps\": 1}}', got {text!r}")
+    return value
 
 
 def cluster_config(kw: dict[str, Any], **extra: Any) -> ClusterConfig:
@@ -153,4 +176,6 @@ def cluster_config(kw: dict[str, Any], **extra: Any) -> ClusterConfig:
         address=kw.pop("address") or os.environ.get("RAY_ADDRESS") or None, shards=kw.pop("shards"),
         workers=kw.pop("workers"), staleness=kw.pop("staleness"), checkpoint_dir=kw.pop("checkpoint_dir"),
         checkpoint_every=kw.pop("checkpoint_every"), worker_threads=kw.pop("worker_threads"),
-        shard_cpus=kw.pop("shard_cpus"), worker_cpus=kw.pop("worker_cpus"), **extra)
+        shard_cpus=kw.pop("shard_cpus"), worker_cpus=kw.pop("worker_cpus"), placement=kw.pop("placement"),
+        shard_resources=_resources(kw.pop("shard_resources"), "--shard-resources"),
+        worker_resources=_resources(kw.pop("worker_resources"), "--worker-resources"), **extra)

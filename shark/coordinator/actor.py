@@ -1,9 +1,11 @@
 """Coordinator: the Ray actor that owns a distributed run.
 
-It places S shard actors and W worker actors (SPREAD across nodes), creates the tables (or has the shards restore
-a checkpoint), drives training in segments between checkpoints, writes checkpoints (every shard, then RUN.json
-last), evaluates, and assembles the summary. Its phases live in RunStateMachine; `progress()` can be called while
-`run()` is working (the actor is threaded), and is what the driver's progress bar shows.
+It places S shard actors and W worker actors through one Ray placement group (a bundle per actor with its CPU
+and custom-resource request; strategy SPREAD across nodes or PACK, both soft; removed at teardown), creates the
+tables (or has the shards restore a checkpoint), drives training in segments between checkpoints, writes
+checkpoints (every shard, then RUN.json last), evaluates, and assembles the summary. Its phases live in
+RunStateMachine; `progress()` can be called while `run()` is working (the actor is threaded), and is what the
+driver's progress bar shows; `status()` adds the layout and per-table rows by tier for `shark status`.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class Coordinator:
         self.train_seconds = 0.0
         self._train_started: float | None = None
         self._last_progress: dict[str, Any] = {"examples": 0}
+        self.placement_group: Any = None
 
     # --- progress (called concurrently with run) --------------------------------------------------------------
     def progress(self) -> dict[str, Any]:
@@ -66,6 +69,23 @@ class Coordinator:
             figures["recent_auc"], figures["recent_logloss"] = auc(y, p), logloss(y, p)
         self._last_progress = figures
         return {**out, **figures}
+
+    def status(self) -> dict[str, Any]:
+        """For `shark status`: progress() plus the run id, the layout (shards, workers, their nodes) and, once the
+        tables exist, per-table rows and rows per tier (read-only; a failed stats call leaves them out)."""
+        out: dict[str, Any] = {**self.progress(), "run_id": self.run_id, "shards": self.cluster.shards,
+                               "workers": self.cluster.workers, "placement": self.cluster.placement,
+                               "addresses": list(self.addresses),
+                               "shard_nodes": [s.get("node_ip") for s in getattr(self, "shard_info", [])],
+                               "worker_nodes": [w.get("node") for w in getattr(self, "worker_info", [])]}
+        if self.client is not None and self.sm.phase not in (Phase.STARTING, Phase.DONE, Phase.FAILED):
+            try:
+                stats = self.client.table_stats()
+                out["tables"] = {name: {"rows": t["rows"], "rows_by_tier": t["rows_by_tier"]}
+                                 for name, t in stats.items() if name != DENSE_TABLE}
+            except Exception:  # noqa: BLE001 - shards busy or gone: the rest of the status still helps
+                pass
+        return out
 
     # --- the run ----------------------------------------------------------------------------------------------
     def run(self, train: bool = True) -> dict[str, Any]:
@@ -135,6 +155,7 @@ class Coordinator:
 
     def _start_actors(self, restore: dict[str, Any] | None) -> None:
         import ray
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         from ps.actor import ShardActor
         from worker.actor import WorkerActor
@@ -143,7 +164,14 @@ class Coordinator:
         c = self.cluster
         shard_cls = ray.remote(ShardActor)
         worker_cls = ray.remote(WorkerActor)
-        self.shards = [shard_cls.options(num_cpus=c.shard_cpus, scheduling_strategy="SPREAD", max_concurrency=8,
+        self._place()
+
+        def at(bundle: int) -> PlacementGroupSchedulingStrategy:
+            return PlacementGroupSchedulingStrategy(placement_group=self.placement_group,
+                                                    placement_group_bundle_index=bundle)
+
+        self.shards = [shard_cls.options(num_cpus=c.shard_cpus, resources=c.shard_resources or None,
+                                         scheduling_strategy=at(i), max_concurrency=8,
                                          name=f"shark-{self.run_id}-shard-{i}").remote(
             shard_index=i, num_shards=c.shards, host=None,
             checkpoint_dir=c.restore_from if restore else None, restore_tag=restore["tag"] if restore else None)
@@ -152,12 +180,37 @@ class Coordinator:
         self.client = PSClient(self.addresses, worker_id=f"coordinator-{self.run_id}", staleness=0,
                                retry=RetryPolicy(deadline_s=c.deadline_s))
         self.client.wait_ready(c.ready_timeout_s)
-        self.workers = [worker_cls.options(num_cpus=c.worker_cpus, scheduling_strategy="SPREAD", max_concurrency=4,
+        self.workers = [worker_cls.options(num_cpus=c.worker_cpus, resources=c.worker_resources or None,
+                                           scheduling_strategy=at(c.shards + i), max_concurrency=4,
                                            name=f"shark-{self.run_id}-worker-{i}").remote(
             i, c.workers, self.addresses, self.config, self.spec, c.staleness, c.worker_threads, c.deadline_s)
             for i in range(c.workers)]
         self.worker_info = ray.get([w.ping.remote() for w in self.workers])
         self.shard_info = ray.get([s.info.remote() for s in self.shards])
+
+    def _place(self) -> None:
+        """One placement group: a bundle per shard (0..S-1), then one per worker (S..S+W-1), strategy SPREAD or
+        PACK (both soft: a one-node cluster works). Waits for it up to ready_timeout_s, else a RunError that
+        names what was asked and what the cluster has."""
+        import ray
+        from ray.util.placement_group import placement_group
+
+        c = self.cluster
+
+        def bundle(cpus: float, resources: dict[str, float]) -> dict[str, float]:
+            b = {**resources, **({"CPU": cpus} if cpus > 0 else {})}
+            return b or {"CPU": 0.001}  # a bundle may not be empty; an actor asking for 0 CPUs fits in this one
+
+        bundles = [bundle(c.shard_cpus, c.shard_resources)] * c.shards + \
+                  [bundle(c.worker_cpus, c.worker_resources)] * c.workers
+        self.placement_group = placement_group(bundles, strategy=c.placement.upper(), name=f"shark-{self.run_id}")
+        try:
+            ray.get(self.placement_group.ready(), timeout=c.ready_timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            raise RunError(f"the cluster cannot place {c.shards} shards x {bundles[0]} and {c.workers} workers x "
+                           f"{bundles[-1]} within {c.ready_timeout_s:.0f} s (cluster resources: "
+                           f"{ray.cluster_resources()}); lower --shard-cpus/--worker-cpus, drop custom resources "
+                           "or add nodes") from None
 
     def _embedding_tables(self) -> list[Any]:
         from ps.store import TableConfig
@@ -276,6 +329,12 @@ class Coordinator:
         for a in self.workers + self.shards:
             ray.kill(a, no_restart=True)
         self.workers, self.shards = [], []
+        if self.placement_group is not None:
+            try:
+                ray.util.remove_placement_group(self.placement_group)
+            except Exception:  # noqa: BLE001
+                pass
+            self.placement_group = None
 
 
 def _merge_in_time_order(logs: list[tuple[np.ndarray, np.ndarray]]) -> ScoreLog:

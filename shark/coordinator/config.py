@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
@@ -18,6 +18,9 @@ class ClusterConfig:
     restore_tag: str | None = None  # a tag in restore_from (None: the newest complete checkpoint)
     shard_cpus: float = 0.5  # Ray logical CPUs requested per actor (local Ray gets enough logical CPUs)
     worker_cpus: float = 1.0
+    placement: str = "spread"  # placement-group strategy: "spread" (soft: across nodes when it can) or "pack"
+    shard_resources: dict[str, float] = field(default_factory=dict)  # custom Ray resources per shard, e.g. {"ps": 1}
+    worker_resources: dict[str, float] = field(default_factory=dict)  # custom Ray resources per worker
     worker_threads: int = 1  # torch threads per worker
     deadline_s: float = 30.0  # per-attempt deadline of a data-plane call
     ready_timeout_s: float = 120.0  # how long to wait for shards to serve (restores included)
@@ -34,6 +37,9 @@ class ClusterConfig:
             "deadline_s": self.deadline_s > 0,
             "ready_timeout_s": self.ready_timeout_s > 0,
         }
+        checks["placement"] = self.placement in PLACEMENTS
+        for key in ("shard_resources", "worker_resources"):
+            checks[key] = _valid_resources(getattr(self, key))
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"invalid cluster setting(s): {', '.join(f'{k}={getattr(self, k)!r}' for k in bad)}")
@@ -44,3 +50,13 @@ class ClusterConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+PLACEMENTS = ("spread", "pack")  # Ray placement-group strategies SPREAD / PACK (both soft)
+
+
+def _valid_resources(res: Any) -> bool:
+    """Custom resources: {name: amount > 0}; CPU/GPU/memory have their own settings (--shard-cpus, ...)."""
+    return isinstance(res, dict) and all(
+        isinstance(k, str) and k and k not in ("CPU", "GPU", "memory", "object_store_memory")
+        and isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for k, v in res.items())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import uuid
 from dataclasses import replace
 from typing import Any
 
@@ -17,6 +18,9 @@ from shark.coordinator.config import ClusterConfig
 from shark.coordinator.errors import RunError
 from shark.train.config import TrainConfig
 from shark.train.data_plan import DataPlan, DataSpec
+
+NAMESPACE = "shark"  # Ray namespace of the named coordinator actors (shark status lists it)
+COORDINATOR_PREFIX = "shark-coordinator-"
 
 
 def _absolute(spec: DataSpec) -> DataSpec:
@@ -43,7 +47,10 @@ def run_ray(config: TrainConfig, spec: DataSpec, cluster: ClusterConfig, progres
     except RayUnreachable as exc:
         raise RunError(str(exc)) from None
     try:
-        coordinator = ray.remote(Coordinator).options(num_cpus=0, max_concurrency=4).remote(config, spec, cluster)
+        # Named, in the "shark" namespace, so `shark status --address ...` finds it (lifetime: this driver's job).
+        name = f"{COORDINATOR_PREFIX}{uuid.uuid4().hex[:12]}"
+        coordinator = ray.remote(Coordinator).options(num_cpus=0, max_concurrency=4, name=name,
+                                                      namespace=NAMESPACE).remote(config, spec, cluster)
         done_ref = coordinator.run.remote(train)
         _follow(coordinator, done_ref, plan.train_rows_hint if train else None, config.epochs, progress)
         try:
