@@ -25,10 +25,10 @@ from shark.train.data_plan import DataPlan, DataSpec
 
 class WorkerActor:
     def __init__(self, index: int, num_workers: int, addresses: list[str], config: TrainConfig, spec: DataSpec,
-                 staleness: int, threads: int, deadline_s: float) -> None:
+                 staleness: int, threads: int, retry: Any) -> None:
         import torch
 
-        from worker.client import PSClient, RetryPolicy
+        from worker.client import PSClient
         from worker.trainer import PSTrainer
 
         torch.set_num_threads(threads)
@@ -36,8 +36,9 @@ class WorkerActor:
         self.plan = DataPlan(spec, config.batch_size, config.eval_batch_size)
         # A fresh id per incarnation: a restarted worker's seqs never collide with its predecessor's.
         self.worker_id = f"worker-{index}-{uuid.uuid4().hex[:12]}"
+        # With F-Quantization the rows travel in their stored precision (fp16/int8 bytes, decoded here).
         self.client = PSClient(addresses, worker_id=self.worker_id, staleness=staleness,
-                               retry=RetryPolicy(deadline_s=deadline_s))
+                               retry=retry, stored_precision=config.quant != "none")
         self.trainer = PSTrainer(config, self.plan.n_dense, self.plan.table_names, self.client)
         self._lock = threading.Lock()  # guards the progress fields read by progress()
         self._epoch: int | None = None

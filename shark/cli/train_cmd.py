@@ -5,7 +5,15 @@ from __future__ import annotations
 import click
 
 from shark.cli.common import config_option, emit_json, fail, run_user_errors
-from shark.cli.options import cluster_config, cluster_options, data_options, data_spec, model_options, train_config
+from shark.cli.options import (
+    cluster_config,
+    cluster_options,
+    data_options,
+    data_spec,
+    model_options,
+    quant_options,
+    train_config,
+)
 
 
 def _run_ray(config, spec, cluster, progress: bool, train: bool) -> dict:
@@ -26,6 +34,7 @@ def _run_ray(config, spec, cluster, progress: bool, train: bool) -> dict:
 @cluster_options
 @data_options
 @model_options
+@quant_options
 @click.option("--json-out", type=click.Path(dir_okay=False), default=None,
               help="Write the JSON summary to this file.")
 @click.option("--json", "json_stdout", is_flag=True, help="Print the JSON summary to stdout (the table then goes to stderr).")
@@ -43,6 +52,8 @@ def train(engine: str, json_out: str | None, json_stdout: bool, progress: bool, 
     spec = run_user_errors(data_spec, kw, settings=True)
     cluster = run_user_errors(cluster_config, kw, settings=True)
     if engine == "local":
+        if config.quant != "none":
+            fail("F-Quantization runs on the parameter-server shards: use --engine ray (the default)")
         summary = run_user_errors(run_local, config, spec, progress=progress).summary
     else:
         summary = _run_ray(config, spec, cluster, progress, train=True)

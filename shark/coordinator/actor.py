@@ -10,6 +10,7 @@ driver's progress bar shows; `status()` adds the layout and per-table rows by ti
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from typing import Any
@@ -159,7 +160,7 @@ class Coordinator:
 
         from ps.actor import ShardActor
         from worker.actor import WorkerActor
-        from worker.client import PSClient, RetryPolicy
+        from worker.client import PSClient
 
         c = self.cluster
         shard_cls = ray.remote(ShardActor)
@@ -170,20 +171,26 @@ class Coordinator:
             return PlacementGroupSchedulingStrategy(placement_group=self.placement_group,
                                                     placement_group_bundle_index=bundle)
 
+        # With a checkpoint directory every shard keeps a push log there (one per run) and Ray restarts a shard
+        # that dies: it recovers its newest checkpoint plus the log, i.e. every update it acknowledged, on the
+        # same address, while clients retry.
+        wal_dir = os.path.join(c.checkpoint_dir, "wal", self.run_id) if c.checkpoint_dir else None
         self.shards = [shard_cls.options(num_cpus=c.shard_cpus, resources=c.shard_resources or None,
                                          scheduling_strategy=at(i), max_concurrency=8,
+                                         max_restarts=-1 if wal_dir else 0,
                                          name=f"shark-{self.run_id}-shard-{i}").remote(
             shard_index=i, num_shards=c.shards, host=None,
-            checkpoint_dir=c.restore_from if restore else None, restore_tag=restore["tag"] if restore else None)
+            checkpoint_dir=c.restore_from if restore else None, restore_tag=restore["tag"] if restore else None,
+            wal_dir=wal_dir)
             for i in range(c.shards)]
         self.addresses = ray.get([s.address.remote() for s in self.shards])
         self.client = PSClient(self.addresses, worker_id=f"coordinator-{self.run_id}", staleness=0,
-                               retry=RetryPolicy(deadline_s=c.deadline_s))
+                               retry=c.retry_policy())
         self.client.wait_ready(c.ready_timeout_s)
         self.workers = [worker_cls.options(num_cpus=c.worker_cpus, resources=c.worker_resources or None,
                                            scheduling_strategy=at(c.shards + i), max_concurrency=4,
                                            name=f"shark-{self.run_id}-worker-{i}").remote(
-            i, c.workers, self.addresses, self.config, self.spec, c.staleness, c.worker_threads, c.deadline_s)
+            i, c.workers, self.addresses, self.config, self.spec, c.staleness, c.worker_threads, c.retry_policy())
             for i in range(c.workers)]
         self.worker_info = ray.get([w.ping.remote() for w in self.workers])
         self.shard_info = ray.get([s.info.remote() for s in self.shards])
@@ -217,9 +224,15 @@ class Coordinator:
 
         cfg = self.config
         names = DataPlan(self.spec, cfg.batch_size, cfg.eval_batch_size).table_names
-        # The local engine's EmbeddingStore: row-wise Adagrad, eps 1e-8, the same deterministic row init.
+        # The local engine's EmbeddingStore: row-wise Adagrad, eps 1e-8, the same deterministic row init; plus how
+        # the shards store the rows (F-Quantization or a uniform baseline).
+        quant = {"quant": cfg.quant, "rounding": cfg.rounding}
+        if cfg.quant == "fq":
+            quant.update(fq_alpha=cfg.fq_alpha, fq_beta=cfg.fq_beta, fq_t8=cfg.t8, fq_t16=cfg.t16,
+                         fq_budget_fraction=cfg.memory_budget, fq_retier_every=cfg.retier_every)
         return [TableConfig(name=t, dim=cfg.embedding_dim, capacity=cfg.capacity_of(t), optimizer="adagrad",
-                            lr=cfg.lr_embedding, eps=1e-8, init_scale=cfg.init_scale, seed=cfg.seed) for t in names]
+                            lr=cfg.lr_embedding, eps=1e-8, init_scale=cfg.init_scale, seed=cfg.seed, **quant)
+                for t in names]
 
     def _check_restored(self) -> None:
         stats = self.client.table_stats()
@@ -278,6 +291,7 @@ class Coordinator:
         from shark import __version__
 
         reports = ray.get([w.report.remote() for w in self.workers])
+        shards_end = ray.get([s.info.remote() for s in self.shards])  # restarts and recoveries during the run
         stats = self.client.table_stats()
         dense_stats = stats.pop(DENSE_TABLE, None)
         examples = sum(r["times"]["examples"] for r in reports)
@@ -287,6 +301,9 @@ class Coordinator:
             "shark_version": __version__,
             "config": self.config.to_dict(),
             "cluster": {**self.cluster.to_dict(), "addresses": self.addresses, "shards_info": self.shard_info,
+                        "shard_recoveries": [{"shard": i["shard"], "restarted": i["restarted"], "pid": i["pid"],
+                                              "restored_tag": i["restored_tag"], "replayed": i["replayed"]}
+                                             for i in shards_end if i["restarted"]],
                         "workers_info": self.worker_info},
             "data": reports[0]["data"],
             "train": {"progressive": progressive, "epochs": epochs},
@@ -299,9 +316,7 @@ class Coordinator:
             "model": {"fields": ["dense", *stats.keys()] if reports[0]["dense"]["parameters"] else list(stats),
                       "dense_parameters": reports[0]["dense"]["parameters"],
                       "embedding_dim": self.config.embedding_dim,
-                      "embedding_memory": {"bytes": emb_bytes,
-                                           "rows": sum(s["rows"] for s in stats.values()),
-                                           "tables": stats},
+                      "embedding_memory": _memory_summary(stats, emb_bytes),
                       "dense_table": dense_stats},
             "checkpoints": self.checkpoints,
             "restored_from": None if restore is None else {"directory": self.cluster.restore_from,
@@ -335,6 +350,15 @@ class Coordinator:
             except Exception:  # noqa: BLE001
                 pass
             self.placement_group = None
+
+
+def _memory_summary(stats: dict[str, dict[str, Any]], total: int) -> dict[str, Any]:
+    """Embedding memory over every table and shard: bytes (all of them), the same rows all in fp32, rows per tier."""
+    tiers = {t: sum(s["rows_by_tier"].get(t, 0) for s in stats.values()) for t in ("fp32", "fp16", "int8")}
+    fp32 = sum(s["bytes_by_kind"].get("fp32_equivalent_total", s["bytes_by_kind"].get("total", 0))
+               for s in stats.values())
+    return {"bytes": total, "fp32_equivalent_bytes": fp32, "fraction_of_fp32": round(total / fp32, 4) if fp32 else None,
+            "rows": sum(s["rows"] for s in stats.values()), "rows_by_tier": tiers, "tables": stats}
 
 
 def _merge_in_time_order(logs: list[tuple[np.ndarray, np.ndarray]]) -> ScoreLog:

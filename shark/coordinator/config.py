@@ -23,6 +23,7 @@ class ClusterConfig:
     worker_resources: dict[str, float] = field(default_factory=dict)  # custom Ray resources per worker
     worker_threads: int = 1  # torch threads per worker
     deadline_s: float = 30.0  # per-attempt deadline of a data-plane call
+    retry_attempts: int = 12  # per call, with backoff 0.05 s doubling to 2 s: about 15 s, a shard restart's time
     ready_timeout_s: float = 120.0  # how long to wait for shards to serve (restores included)
 
     def __post_init__(self) -> None:
@@ -35,6 +36,7 @@ class ClusterConfig:
             "worker_cpus": self.worker_cpus >= 0,
             "worker_threads": self.worker_threads >= 1,
             "deadline_s": self.deadline_s > 0,
+            "retry_attempts": self.retry_attempts >= 1,
             "ready_timeout_s": self.ready_timeout_s > 0,
         }
         checks["placement"] = self.placement in PLACEMENTS
@@ -47,6 +49,11 @@ class ClusterConfig:
             raise ValueError("checkpoint_every needs checkpoint_dir")
         if self.restore_tag and not self.restore_from:
             raise ValueError("restore_tag needs restore_from")
+
+    def retry_policy(self) -> Any:
+        from worker.client.retry import RetryPolicy
+
+        return RetryPolicy(attempts=self.retry_attempts, deadline_s=self.deadline_s)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -105,7 +105,12 @@ def format_summary(summary: dict[str, Any]) -> str:
                      f"({thr['threads']} torch threads)")
     mem = summary["model"].get("embedding_memory", {})
     if "bytes" in mem:
-        lines.append(f"embedding memory {mem['bytes'] / 2**20:,.1f} MiB in {mem['rows']:,} rows on the shards")
+        line = f"embedding memory {mem['bytes'] / 2**20:,.1f} MiB in {mem['rows']:,} rows on the shards"
+        if mem.get("fraction_of_fp32") is not None and summary["config"].get("quant", "none") != "none":
+            t = mem["rows_by_tier"]
+            line += (f" ({mem['fraction_of_fp32']:.1%} of the same rows in fp32; rows fp32 {t['fp32']:,}, "
+                     f"fp16 {t['fp16']:,}, int8 {t['int8']:,})")
+        lines.append(line)
     checkpoints = summary.get("checkpoints", [])
     if checkpoints:
         ck = checkpoints[-1]

@@ -61,7 +61,10 @@ class PSClient:
         self.window = PushWindow(staleness)
         self.counters = ClientCounters()
         options = [("grpc.max_send_message_length", max_message_bytes),
-                   ("grpc.max_receive_message_length", max_message_bytes)]
+                   ("grpc.max_receive_message_length", max_message_bytes),
+                   # A restarted shard comes back on its old address within seconds: reconnect promptly instead
+                   # of gRPC's default backoff (up to 120 s between attempts).
+                   ("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 1000)]
         self._channels = [grpc.insecure_channel(a, options=options) for a in self.addresses]
         self._stubs = [ps_pb2_grpc.ParameterServerStub(c) for c in self._channels]
         n = max(2, 2 * len(addresses))
