@@ -109,9 +109,30 @@ class WorkerActor:
             raise RuntimeError(f"worker {self.index}: {type(exc).__name__}: {exc}") from None
         return log.arrays()
 
+    def field_sums(self, mean: np.ndarray | None, max_rows: int) -> dict[str, Any]:
+        """F-Permutation partial sums over this worker's share of the held-out rows (at most max_rows), as plain
+        arrays for the coordinator (shark.fperm.FieldSums.to_dict)."""
+        batches = self.plan.test_batches(self.index, self.num_workers)
+        limited = _first_rows(batches, max_rows)
+        try:
+            return self.trainer.field_sums(limited, mean).to_dict()
+        except Exception as exc:  # noqa: BLE001 - plain, picklable errors only cross the actor boundary
+            raise RuntimeError(f"worker {self.index}: {type(exc).__name__}: {exc}") from None
+
     def report(self) -> dict[str, Any]:
         return {"worker": self.index, "times": self.trainer.times.to_dict(), "client": self.client.stats(),
                 "data": self.plan.describe(), "dense": {"parameters": self.trainer.dense.size}}
 
     def stop(self) -> None:
         self.client.close()
+
+
+def _first_rows(batches: Iterator[RawBatch], n: int) -> Iterator[RawBatch]:
+    """The first n rows of a batch stream (the last batch cut)."""
+    for raw in batches:
+        if n <= 0:
+            return
+        if len(raw) > n:
+            raw = raw.take(np.arange(len(raw)) < n)
+        n -= len(raw)
+        yield raw

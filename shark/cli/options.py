@@ -158,6 +158,10 @@ cluster_options = _apply([
                  help="Write checkpoints here (every shard, then RUN.json last)."),
     click.option("--checkpoint-every", type=int, default=_CLUSTER.checkpoint_every, show_default=True,
                  help="Batches per worker between checkpoints; 0 = one checkpoint at the end."),
+    click.option("--score-fields", "score_rows", type=int, default=_CLUSTER.score_rows, show_default=True,
+                 metavar="ROWS",
+                 help="After evaluation, rank the fields with F-Permutation's one-pass Taylor score over this many "
+                      "held-out rows, computed across the workers (0 = off)."),
     click.option("--worker-threads", type=int, default=_CLUSTER.worker_threads, show_default=True,
                  help="torch threads per worker actor."),
     click.option("--shard-cpus", type=float, default=_CLUSTER.shard_cpus, show_default=True,
@@ -195,6 +199,7 @@ def cluster_config(kw: dict[str, Any], **extra: Any) -> ClusterConfig:
         address=kw.pop("address") or os.environ.get("RAY_ADDRESS") or None, shards=kw.pop("shards"),
         workers=kw.pop("workers"), staleness=kw.pop("staleness"), checkpoint_dir=kw.pop("checkpoint_dir"),
         checkpoint_every=kw.pop("checkpoint_every"), worker_threads=kw.pop("worker_threads"),
+        score_rows=kw.pop("score_rows"),
         shard_cpus=kw.pop("shard_cpus"), worker_cpus=kw.pop("worker_cpus"), placement=kw.pop("placement"),
         shard_resources=_resources(kw.pop("shard_resources"), "--shard-resources"),
         worker_resources=_resources(kw.pop("worker_resources"), "--worker-resources"), **extra)

@@ -23,6 +23,7 @@ class ClusterConfig:
     worker_resources: dict[str, float] = field(default_factory=dict)  # custom Ray resources per worker
     worker_threads: int = 1  # torch threads per worker
     deadline_s: float = 30.0  # per-attempt deadline of a data-plane call
+    score_rows: int = 0  # > 0: after evaluation, F-Permutation field scores over this many held-out rows
     retry_attempts: int = 12  # per call, with backoff 0.05 s doubling to 2 s: about 15 s, a shard restart's time
     ready_timeout_s: float = 120.0  # how long to wait for shards to serve (restores included)
 
@@ -37,6 +38,7 @@ class ClusterConfig:
             "worker_threads": self.worker_threads >= 1,
             "deadline_s": self.deadline_s > 0,
             "retry_attempts": self.retry_attempts >= 1,
+            "score_rows": self.score_rows >= 0,
             "ready_timeout_s": self.ready_timeout_s > 0,
         }
         checks["placement"] = self.placement in PLACEMENTS

@@ -2,7 +2,7 @@
 
 Pure (no Ray): the coordinator actor asks `RunStateMachine` to move and the machine refuses any transition the
 table below does not allow, so a bug in the driver shows up as a clear error instead of a silently odd run.
-The F-Permutation issue adds SCORING / DELETING / FINE_TUNING to the table.
+SCORING computes F-Permutation's field scores; the pruning pipeline will add DELETING / FINE_TUNING.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ class Phase(str, Enum):
     TRAINING = "training"
     CHECKPOINTING = "checkpointing"
     EVALUATING = "evaluating"
+    SCORING = "scoring"  # F-Permutation field scores: partial sums from every worker, finished here
     DONE = "done"
     FAILED = "failed"
 
@@ -31,7 +32,8 @@ _ALLOWED: dict[Phase, frozenset[Phase]] = {
     Phase.INITIALISING: frozenset({Phase.TRAINING}),
     Phase.TRAINING: frozenset({Phase.TRAINING, Phase.CHECKPOINTING, Phase.EVALUATING}),
     Phase.CHECKPOINTING: frozenset({Phase.TRAINING, Phase.EVALUATING, Phase.DONE}),
-    Phase.EVALUATING: frozenset({Phase.CHECKPOINTING, Phase.DONE}),
+    Phase.EVALUATING: frozenset({Phase.CHECKPOINTING, Phase.SCORING, Phase.DONE}),
+    Phase.SCORING: frozenset({Phase.DONE}),
     Phase.DONE: frozenset(),
     Phase.FAILED: frozenset(),
 }

@@ -111,6 +111,12 @@ def format_summary(summary: dict[str, Any]) -> str:
             line += (f" ({mem['fraction_of_fp32']:.1%} of the same rows in fp32; rows fp32 {t['fp32']:,}, "
                      f"fp16 {t['fp16']:,}, int8 {t['int8']:,})")
         lines.append(line)
+    fs = summary.get("field_scores")
+    if fs:
+        rho = fs["abs"].get("spearman_with_teacher")
+        lines.append(f"field ranking (F-Permutation, {fs['rows']:,} held-out rows, {fs['seconds']:.1f}s): "
+                     + ", ".join(fs["abs"]["ranking"])
+                     + (f"   Spearman with the teacher's ranking {rho:.3f}" if rho is not None else ""))
     checkpoints = summary.get("checkpoints", [])
     if checkpoints:
         ck = checkpoints[-1]

@@ -32,7 +32,13 @@ def test_one_synchronous_worker_reproduces_the_local_engine(ray_session, shared_
 def test_checkpoint_round_trip_gives_the_same_auc_to_the_digit(ray_session, tmp_path: Path) -> None:
     ckpt = tmp_path / "ckpt"
     common = ["--train-rows", "30000", "--test-rows", "8000"]
-    trained = _run(["train", *common, "--checkpoint-dir", str(ckpt), "--checkpoint-every", "20"], tmp_path / "t.json")
+    trained = _run(["train", *common, "--checkpoint-dir", str(ckpt), "--checkpoint-every", "20",
+                    "--score-fields", "4000"], tmp_path / "t.json")
+    # F-Permutation across the workers after evaluation: every field ranked, the dense vector included
+    scores = trained["field_scores"]
+    assert scores["rows"] == 4000 and len(scores["abs"]["ranking"]) == 27 and "dense" in scores["abs"]["ranking"]
+    assert -1 <= scores["abs"]["spearman_with_teacher"] <= 1
+    assert [p["phase"] for p in trained["phases"]][-3:] == ["evaluating", "scoring", "done"]
     tags = [c["tag"] for c in trained["checkpoints"]]
     assert len(tags) >= 2 and trained["checkpoints"][-1]["final"]  # periodic ones, then the final one
     assert (ckpt / tags[-1] / "RUN.json").is_file()
