@@ -35,9 +35,11 @@ import ray
 
 from ps.checkpoint import latest_tag, read_shard_checkpoint
 from ps.checkpoint.writer import atomic_write
-from ps.wal import PushLog, recover
+from ps.security import SecurityConfig
+from ps.server.security import PortCredentials, server_interceptors, server_options
 from ps.server.servicer import ParameterServerServicer, worker_key
 from ps.store import RowStore, TableConfig, TableExists
+from ps.wal import PushLog, recover
 from shark.cluster.ray_runtime import node_ip
 from shark.wire.v1 import ps_pb2_grpc
 
@@ -73,7 +75,7 @@ class ShardActor:
     def __init__(self, shard_index: int, num_shards: int, host: str | None = None, checkpoint_dir: str | None = None,
                  restore_tag: str | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
                  seq_window: int = DEFAULT_SEQ_WINDOW, grpc_workers: int = 4, wal_dir: str | None = None,
-                 wal_fsync: bool = True) -> None:
+                 wal_fsync: bool = True, security: SecurityConfig | None = None) -> None:
         if not 0 <= shard_index < num_shards:
             raise ValueError(f"shard_index must be in [0, {num_shards}), got {shard_index}")
         if restore_tag is not None and checkpoint_dir is None:
@@ -87,6 +89,8 @@ class ShardActor:
         self.replayed = 0
         self.seq_window = seq_window
         self.max_message_bytes = max_message_bytes
+        # Token, TLS and mutual TLS (paths only; the files and the token variable are read here, on this node).
+        self.security = security if security is not None else SecurityConfig()
         # The push log lives in wal_dir/<shard>/ (one per run): with it, a restart recovers every acknowledged
         # update (newest checkpoint it knows + the log since), not just the last checkpoint.
         self.wal = PushLog(os.path.join(wal_dir, self.shard), fsync=wal_fsync) if wal_dir else None
@@ -106,10 +110,10 @@ class ShardActor:
 
     def _start_server(self, max_message_bytes: int, workers: int) -> tuple[grpc.Server, int]:
         # As ps.server.serve.start_server, but around our servicer (it builds its own from a store).
-        options = [("grpc.max_send_message_length", max_message_bytes),
-                   ("grpc.max_receive_message_length", max_message_bytes)]
+        ports = PortCredentials(self.security)  # certificates and token read before anything is bound
+        interceptors = server_interceptors(self.security)
         server = grpc.server(ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"{self.shard}-grpc"),
-                             options=options)
+                             options=server_options(max_message_bytes), interceptors=interceptors or None)
         ps_pb2_grpc.add_ParameterServerServicer_to_server(self.servicer, server)
         # A restarted shard (same push log) binds its previous address again when it can, so clients keep their
         # channels: they see UNAVAILABLE / NOT_SERVING while it recovers and their retries reach it afterwards.
@@ -119,11 +123,11 @@ class ShardActor:
             host, _, old_port = port_file.read_text().strip().rpartition(":")
             if host == self.host and old_port.isdigit():
                 try:
-                    port = server.add_insecure_port(f"{self.host}:{old_port}")
+                    port = ports.add(server, f"{self.host}:{old_port}")
                 except RuntimeError:  # grpc raises when the port is taken: fall back to a new one
                     port = 0
         if port == 0:
-            port = server.add_insecure_port(f"{self.host}:0")
+            port = ports.add(server, f"{self.host}:0")
         if port == 0:
             raise OSError(f"could not bind {self.host}:0")
         if port_file is not None:
@@ -163,7 +167,8 @@ class ShardActor:
                 "node_ip": ray.util.get_node_ip_address() if ctx else None, "pid": os.getpid(),
                 "restored_tag": self.restored_tag, "replayed": self.replayed, "checkpoint_dir": self.checkpoint_dir,
                 "push_log": None if self.wal is None else str(self.wal.dir), "tables": tables,
-                "restarted": bool(ctx and ctx.was_current_actor_reconstructed)}
+                "restarted": bool(ctx and ctx.was_current_actor_reconstructed),
+                "security": self.security.describe()}
 
     def stop(self, grace: float = 0.5) -> None:
         """Stop the gRPC server (in-flight calls get `grace` seconds). The actor stays; ray.kill() it after."""

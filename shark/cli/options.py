@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from ps.security import SecurityConfig, SecurityError
 from shark.cli.common import parse_ints
 from shark.coordinator.config import ClusterConfig
 from shark.data.bad_lines import BadLinePolicy
@@ -177,7 +178,46 @@ cluster_options = _apply([
                       'with `ray start --resources \'{"ps": 4}\'`.'),
     click.option("--worker-resources", default=None, metavar="JSON",
                  help="Custom Ray resources per worker actor (like --shard-resources)."),
+    # Data-plane security (ps.security.SecurityConfig). Paths are read on the node where each actor runs.
+    click.option("--ps-token-file", type=click.Path(dir_okay=False), default=None, metavar="PATH",
+                 help="Shards accept only calls carrying this bearer token (a file holding it, >= 16 printable "
+                      "characters; readable at this path on every node); workers send it."),
+    click.option("--ps-token-env", default=None, metavar="NAME",
+                 help="Like --ps-token-file, from the environment variable NAME on each node (the name, not "
+                      "the token)."),
+    click.option("--ps-tls-cert", type=click.Path(dir_okay=False), default=None, metavar="PATH",
+                 help="Shards serve TLS with this PEM certificate (chain); its SANs must cover the shard node "
+                      "addresses, or use --ps-tls-server-name. Needs --ps-tls-key and --ps-tls-ca."),
+    click.option("--ps-tls-key", type=click.Path(dir_okay=False), default=None, metavar="PATH",
+                 help="Private key (PEM) of --ps-tls-cert."),
+    click.option("--ps-tls-ca", type=click.Path(dir_okay=False), default=None, metavar="PATH",
+                 help="CA bundle (PEM): workers verify the shards against it, and with --ps-client-cert the "
+                      "shards accept only client certificates it signed (mutual TLS)."),
+    click.option("--ps-client-cert", type=click.Path(dir_okay=False), default=None, metavar="PATH",
+                 help="Mutual TLS: the certificate (PEM) workers and the coordinator present; shards then "
+                      "require one signed by --ps-tls-ca. Needs --ps-client-key."),
+    click.option("--ps-client-key", type=click.Path(dir_okay=False), default=None, metavar="PATH",
+                 help="Private key (PEM) of --ps-client-cert."),
+    click.option("--ps-tls-server-name", default=None, metavar="NAME",
+                 help="The name workers expect in the shard certificate instead of the shard's IP."),
 ])
+
+
+def security_config(kw: dict[str, Any]) -> SecurityConfig:
+    """The --ps-* options -> SecurityConfig (mutual TLS exactly when a client certificate is given)."""
+    def path(key: str) -> str | None:
+        value = kw.pop(key, None)
+        return os.path.abspath(value) if value else None
+
+    client_cert = path("ps_client_cert")
+    try:
+        return SecurityConfig(token_file=path("ps_token_file"), token_env=kw.pop("ps_token_env", None) or None,
+                              tls_cert=path("ps_tls_cert"), tls_key=path("ps_tls_key"), tls_ca=path("ps_tls_ca"),
+                              require_client_cert=client_cert is not None, client_cert=client_cert,
+                              client_key=path("ps_client_key"),
+                              tls_server_name=kw.pop("ps_tls_server_name", None) or None)
+    except SecurityError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _resources(text: str | None, option: str) -> dict[str, float]:
@@ -195,7 +235,12 @@ def _resources(text: str | None, option: str) -> dict[str, float]:
 
 
 def cluster_config(kw: dict[str, Any], **extra: Any) -> ClusterConfig:
-    return ClusterConfig(
+    security = security_config(kw)
+    try:
+        security.check_cluster()
+    except SecurityError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return ClusterConfig(security=security,
         address=kw.pop("address") or os.environ.get("RAY_ADDRESS") or None, shards=kw.pop("shards"),
         workers=kw.pop("workers"), staleness=kw.pop("staleness"), checkpoint_dir=kw.pop("checkpoint_dir"),
         checkpoint_every=kw.pop("checkpoint_every"), worker_threads=kw.pop("worker_threads"),

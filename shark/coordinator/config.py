@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ps.security import SecurityConfig, SecurityError
+
 
 @dataclass(frozen=True)
 class ClusterConfig:
@@ -26,6 +28,8 @@ class ClusterConfig:
     score_rows: int = 0  # > 0: after evaluation, F-Permutation field scores over this many held-out rows
     retry_attempts: int = 12  # per call, with backoff 0.05 s doubling to 2 s: about 15 s, a shard restart's time
     ready_timeout_s: float = 120.0  # how long to wait for shards to serve (restores included)
+    # Data-plane token / TLS / mutual TLS for shards and their clients (paths and a variable name, never a secret)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
 
     def __post_init__(self) -> None:
         checks = {
@@ -51,6 +55,12 @@ class ClusterConfig:
             raise ValueError("checkpoint_every needs checkpoint_dir")
         if self.restore_tag and not self.restore_from:
             raise ValueError("restore_tag needs restore_from")
+        if not isinstance(self.security, SecurityConfig):
+            raise TypeError(f"security must be a SecurityConfig, got {type(self.security).__name__}")
+        try:
+            self.security.check_cluster()
+        except SecurityError as exc:
+            raise ValueError(f"invalid security setting: {exc}") from None
 
     def retry_policy(self) -> Any:
         from worker.client.retry import RetryPolicy

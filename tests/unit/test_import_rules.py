@@ -10,7 +10,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 PURE = ["shark.data.criteo", "shark.data.tabular", "shark.data.source", "shark.data.synthetic",
         "shark.data.transforms", "shark.model", "shark.metrics", "shark.train.local", "shark.wire.tensors",
-        "ps.store", "ps.checkpoint"]
+        "ps.store", "ps.checkpoint", "ps.security"]
 NO_TORCH = ["ps.store", "ps.checkpoint", "shark.row_init", "shark.wire.tensors", "shark.data.source", "shark.data.synthetic"]
 
 
