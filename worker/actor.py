@@ -25,7 +25,7 @@ from shark.train.data_plan import DataPlan, DataSpec
 
 class WorkerActor:
     def __init__(self, index: int, num_workers: int, addresses: list[str], config: TrainConfig, spec: DataSpec,
-                 staleness: int, threads: int, retry: Any) -> None:
+                 staleness: int, threads: int, retry: Any, security: Any = None) -> None:
         import torch
 
         from worker.client import PSClient
@@ -38,7 +38,7 @@ class WorkerActor:
         self.worker_id = f"worker-{index}-{uuid.uuid4().hex[:12]}"
         # With F-Quantization the rows travel in their stored precision (fp16/int8 bytes, decoded here).
         self.client = PSClient(addresses, worker_id=self.worker_id, staleness=staleness,
-                               retry=retry, stored_precision=config.quant != "none")
+                               retry=retry, stored_precision=config.quant != "none", security=security)
         self.trainer = PSTrainer(config, self.plan.n_dense, self.plan.table_names, self.client)
         self._lock = threading.Lock()  # guards the progress fields read by progress()
         self._epoch: int | None = None
@@ -58,6 +58,25 @@ class WorkerActor:
                                                optimizer="adam", lr=cfg.lr_dense, init_scale=0.0, seed=cfg.seed)])
         self.client.assign(DENSE_TABLE, dense.ids, dense.rows())
         return {"parameters": dense.size, "rows": dense.n_rows, "chunk": dense.chunk}
+
+    def drop_field(self, name: str) -> dict[str, Any]:
+        """F-Permutation deletion in this worker's model replica (its table is dropped on the shards by the
+        coordinator; the dense table keeps its layout, see DenseChunks.after_drop)."""
+        try:
+            self.trainer.drop_field(name)
+        except Exception as exc:  # noqa: BLE001 - plain, picklable errors only cross the actor boundary
+            raise RuntimeError(f"worker {self.index}: dropping {name!r}: {type(exc).__name__}: {exc}") from None
+        return {"fields": list(self.trainer.model.fields), "dense_parameters": self.trainer.dense.size}
+
+    def reset_fields(self, dropped: list[str]) -> list[str]:
+        """Rebuild this worker's model as the initial model minus `dropped` (in deletion order), so its dense
+        layout matches a checkpoint taken with those fields deleted (a rollback); weights come from the next pull."""
+        from worker.trainer import PSTrainer
+
+        self.trainer = PSTrainer(self.trainer.config, self.plan.n_dense, self.plan.table_names, self.client)
+        for name in dropped:
+            self.trainer.drop_field(name)
+        return list(self.trainer.model.fields)
 
     def ping(self) -> dict[str, Any]:
         import ray
@@ -84,6 +103,15 @@ class WorkerActor:
         done_now = self.trainer.times.steps - before
         return {"worker": self.index, "epoch": epoch, "position": self.position,
                 "done": not max_batches or done_now < max_batches}
+
+    def finetune(self, rows: int, offset: int) -> dict[str, Any]:
+        """Train on this worker's share of `rows` fresh rows starting `offset` rows past the training data (the
+        support set of a pruning round). Returns after every push is acknowledged."""
+        try:
+            log = self.trainer.fit(self.plan.support_batches(rows, offset, self.index, self.num_workers))
+        except Exception as exc:  # noqa: BLE001 - plain, picklable errors only cross the actor boundary
+            raise RuntimeError(f"worker {self.index}: {type(exc).__name__}: {exc}") from None
+        return {"worker": self.index, "examples": log.count}
 
     def _on_batch(self, n: int, log: ScoreLog) -> None:
         with self._lock:

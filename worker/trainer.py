@@ -61,9 +61,9 @@ class PSTrainer:
     def __init__(self, config: TrainConfig, n_dense: int, table_names: list[str], client: RowClient) -> None:
         self.config = config
         self.client = client
-        self.tables = tuple(table_names)
-        self.capacities = tuple(config.capacity_of(t) for t in table_names)
-        self.transform = FeatureTransform(self.capacities, seed=config.seed)
+        self.data_tables = tuple(table_names)  # every categorical column of the data, in column order
+        self.transform = FeatureTransform(tuple(config.capacity_of(t) for t in table_names), seed=config.seed)
+        self._set_tables(self.data_tables)
         # Same seed as the local engine: identical initial dense weights (the coordinator assigns them once).
         self.model = DenseDLRM(DLRMConfig(n_dense=n_dense, table_names=self.tables,
                                           embedding_dim=config.embedding_dim, bottom=config.bottom,
@@ -73,8 +73,23 @@ class PSTrainer:
         self.times = LoopTimes()
 
     # --- one batch --------------------------------------------------------------------------------------------
+    def _set_tables(self, tables: tuple[str, ...]) -> None:
+        """The model's active tables (F-Permutation deletes some): their data columns and capacities."""
+        self.tables = tuple(tables)
+        column = {t: i for i, t in enumerate(self.data_tables)}
+        self._cols = np.array([column[t] for t in self.tables], dtype=np.int64)
+        self.capacities = tuple(self.config.capacity_of(t) for t in self.tables)
+
+    def drop_field(self, name: str) -> None:
+        """Remove a field from this replica: its table's column, its interaction terms and top-MLP inputs (see
+        DenseDLRM.drop_field). The surviving dense parameters keep their places in the shards' dense table
+        (DenseChunks.after_drop), so their values and Adam moments carry on; every worker computes the same map."""
+        self.dense = self.dense.after_drop(self.model, lambda m: m.drop_field(name))
+        self._set_tables(tuple(self.model.tables))
+
     def _index(self, batch: Batch, train: bool) -> BatchRows:
-        return batch_rows(self.tables, batch.ids, self.capacities, batch.labels if train else None)
+        ids = batch.ids if self._cols.shape[0] == len(self.data_tables) else batch.ids[:, self._cols]
+        return batch_rows(self.tables, ids, self.capacities, batch.labels if train else None)
 
     def _request(self, rows: BatchRows) -> dict[str, np.ndarray]:
         return {**rows.ids, DENSE_TABLE: self.dense.ids}

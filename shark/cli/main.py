@@ -6,6 +6,7 @@ import click
 
 from shark import __version__
 from shark.cli.bench_cmd import bench
+from shark.cli.compress_cmd import compress
 from shark.cli.data_cmd import data
 from shark.cli.status_cmd import status
 from shark.cli.train_cmd import evaluate, train
@@ -23,6 +24,7 @@ def cli() -> None:
 
 cli.add_command(train)
 cli.add_command(evaluate)
+cli.add_command(compress)
 cli.add_command(data)
 cli.add_command(bench)
 cli.add_command(status)

@@ -20,6 +20,7 @@ import numpy as np
 from shark.coordinator.config import ClusterConfig
 from shark.coordinator.errors import RunError
 from shark.coordinator.phases import Phase, RunStateMachine
+from shark.coordinator.pruning import CompressConfig, PruningPolicy
 from shark.coordinator.run_manifest import latest_run_tag, read_run_manifest, write_run_manifest
 from shark.metrics import ScoreLog, auc, logloss
 from shark.train.config import TrainConfig
@@ -29,8 +30,9 @@ DENSE_TABLE = "__dense__"  # worker.dense.DENSE_TABLE, repeated so this module d
 
 
 class Coordinator:
-    def __init__(self, config: TrainConfig, spec: DataSpec, cluster: ClusterConfig) -> None:
-        self.config, self.spec, self.cluster = config, spec, cluster
+    def __init__(self, config: TrainConfig, spec: DataSpec, cluster: ClusterConfig,
+                 compress: CompressConfig | None = None) -> None:
+        self.config, self.spec, self.cluster, self.compress = config, spec, cluster, compress
         self.sm = RunStateMachine()
         self.run_id = uuid.uuid4().hex[:12]
         self.shards: list[Any] = []
@@ -112,11 +114,18 @@ class Coordinator:
         restore = self._restore_point()
         if not train and restore is None:
             raise RunError("evaluation without training needs a checkpoint to restore (restore_from)")
+        plan = DataPlan(self.spec, self.config.batch_size, self.config.eval_batch_size)
+        self.fields = (["dense"] if plan.n_dense else []) + list(plan.table_names)  # the model's active fields
+        self._initial_fields = list(self.fields)
         self.sm.move(Phase.STARTING, f"{c.shards} shards, {c.workers} workers")
         self._start_actors(restore)
         if restore is not None:
             self.sm.move(Phase.RESTORING, f"{c.restore_from} tag {restore['tag']}")
             self._check_restored()
+            deleted = list(restore.get("deleted_fields", []))
+            if deleted:  # a pruned model: the workers' replicas must have the checkpoint's dense layout
+                ray.get([w.reset_fields.remote(deleted) for w in self.workers])
+                self.fields = [f for f in self.fields if f not in deleted]
         else:
             self.sm.move(Phase.INITIALISING)
             self.client.create_tables(self._embedding_tables())
@@ -135,10 +144,15 @@ class Coordinator:
                 self._checkpoint(final=True)
         self.sm.move(Phase.EVALUATING)
         test = self._evaluate()
+        compression = self._compress(test) if self.compress is not None else None
+        if compression is not None:
+            test = compression["final_test"]
         summary = self._summary(progressive, epochs, test, restore)
-        if self.cluster.score_rows:
+        if compression is not None:
+            summary["compression"] = compression
+        elif self.cluster.score_rows:
             self.sm.move(Phase.SCORING, f"{self.cluster.score_rows:,} held-out rows")
-            summary["field_scores"] = self._score(summary.get("teacher"))
+            summary["field_scores"] = self._score(summary.get("teacher"), self.cluster.score_rows)
         self.sm.move(Phase.DONE)
         summary["phases"] = self.sm.to_list()
         return summary
@@ -184,16 +198,17 @@ class Coordinator:
                                          name=f"shark-{self.run_id}-shard-{i}").remote(
             shard_index=i, num_shards=c.shards, host=None,
             checkpoint_dir=c.restore_from if restore else None, restore_tag=restore["tag"] if restore else None,
-            wal_dir=wal_dir)
+            wal_dir=wal_dir, security=c.security)
             for i in range(c.shards)]
         self.addresses = ray.get([s.address.remote() for s in self.shards])
         self.client = PSClient(self.addresses, worker_id=f"coordinator-{self.run_id}", staleness=0,
-                               retry=c.retry_policy())
+                               retry=c.retry_policy(), security=c.security)
         self.client.wait_ready(c.ready_timeout_s)
         self.workers = [worker_cls.options(num_cpus=c.worker_cpus, resources=c.worker_resources or None,
                                            scheduling_strategy=at(c.shards + i), max_concurrency=4,
                                            name=f"shark-{self.run_id}-worker-{i}").remote(
-            i, c.workers, self.addresses, self.config, self.spec, c.staleness, c.worker_threads, c.retry_policy())
+            i, c.workers, self.addresses, self.config, self.spec, c.staleness, c.worker_threads, c.retry_policy(),
+            security=c.security)
             for i in range(c.workers)]
         self.worker_info = ray.get([w.ping.remote() for w in self.workers])
         self.shard_info = ray.get([s.info.remote() for s in self.shards])
@@ -264,7 +279,7 @@ class Coordinator:
         self._last_progress = {**self._last_progress, "examples": int(sum(y.size for y, _ in logs))}
         return _merge_in_time_order(logs)
 
-    def _checkpoint(self, final: bool) -> None:
+    def _checkpoint(self, final: bool) -> str:
         c = self.cluster
         assert c.checkpoint_dir is not None
         tag = f"ckpt-{len(self.checkpoints):05d}-{self.run_id}"
@@ -273,10 +288,12 @@ class Coordinator:
         body = {"run_id": self.run_id, "final": final, "epoch": self.epoch,
                 "positions": {str(k): v for k, v in getattr(self, "positions", {}).items()},
                 "train_config": self.config.to_dict(), "cluster": self.cluster.to_dict(),
+                "fields": list(self.fields), "deleted_fields": [f for f in self._initial_fields if f not in self.fields],
                 "data": {"source": self.spec.source}}
         path = write_run_manifest(c.checkpoint_dir, tag, c.shards, body)
         self.checkpoints.append({"tag": tag, "path": str(path.parent), "final": final,
                                  "seconds": round(time.perf_counter() - t0, 3), "bytes": written})
+        return tag
 
     def _evaluate(self) -> dict[str, Any]:
         import ray
@@ -287,14 +304,82 @@ class Coordinator:
             log.add(y, p)
         return log.summary()
 
-    def _score(self, teacher: dict[str, Any] | None) -> dict[str, Any]:
+    # --- F-Permutation: deletion and Algorithm 1 ----------------------------------------------------------------
+    def _embedding_bytes(self) -> int:
+        stats = self.client.table_stats()
+        return sum(v["bytes_by_kind"].get("total", 0) for k, v in stats.items() if k != DENSE_TABLE)
+
+    def _delete(self, name: str) -> None:
+        """Delete a field everywhere: its table on every shard (DropTable, idempotent and in each shard's push log,
+        retried until every shard has it gone), then in every worker's model replica."""
+        import ray
+
+        if name != "dense":
+            self.client.drop_table(name)
+        ray.get([w.drop_field.remote(name) for w in self.workers])
+        self.fields.remove(name)
+
+    def _compress(self, base_test: dict[str, Any]) -> dict[str, Any]:
+        """Algorithm 1: score -> checkpoint -> delete the f lowest -> fine-tune on the support set -> evaluate,
+        until the embedding memory target or the AUC floor; a round below the floor is rolled back to the
+        checkpoint taken before it, so the result is the last model that met the floor."""
+        import ray
+
+        cc = self.compress
+        assert cc is not None and self.cluster.checkpoint_dir
+        base_memory = self._embedding_bytes()
+        policy = PruningPolicy(cc, base_test["auc"], base_memory)
+        dropped: list[str] = []
+        rounds: list[dict[str, Any]] = []
+        final = base_test
+        reason = None
+        while (reason := policy.stop_reason(self._embedding_bytes(), len(self.fields))) is None:
+            r = policy.rounds + 1
+            self.sm.move(Phase.SCORING, f"round {r}")
+            scores = self._score(None, cc.score_rows)
+            victims = policy.victims(scores["abs"]["ranking"])
+            self.sm.move(Phase.CHECKPOINTING, f"before round {r}")
+            before = self._checkpoint(final=False)
+            self.sm.move(Phase.DELETING, ", ".join(victims))
+            for v in victims:
+                self._delete(v)
+            if cc.finetune_rows:  # fresh rows each round: a one-pass model overfits rows it has seen
+                self.sm.move(Phase.FINE_TUNING, f"{cc.finetune_rows:,} fresh rows")
+                ray.get([w.finetune.remote(cc.finetune_rows, (r - 1) * cc.finetune_rows) for w in self.workers])
+            self.sm.move(Phase.EVALUATING, f"round {r}")
+            test = self._evaluate()
+            memory = self._embedding_bytes()
+            ok = policy.accept(test["auc"])
+            rounds.append({"round": r, "deleted": victims,
+                           "scores": {v: scores["abs"]["scores"][v] for v in victims},
+                           "auc": test["auc"], "logloss": test["logloss"], "memory_bytes": memory,
+                           "memory_fraction": memory / base_memory, "fields_kept": len(self.fields),
+                           "accepted": ok})
+            if not ok:
+                self.sm.move(Phase.ROLLING_BACK, f"round {r}: AUC {test['auc']:.4f} < floor {policy.auc_floor:.4f}")
+                self.client.restore(self.cluster.checkpoint_dir, before)
+                ray.get([w.reset_fields.remote(dropped) for w in self.workers])
+                self.fields.extend(victims)
+                self.sm.move(Phase.EVALUATING, "the model before the rejected round")
+                final = self._evaluate()
+                reason = f"round {r} fell below the AUC floor ({test['auc']:.4f} < {policy.auc_floor:.4f}): rolled back"
+                break
+            dropped.extend(victims)
+            final = test
+        memory = self._embedding_bytes()
+        return {"config": cc.to_dict(), "base": {"auc": base_test["auc"], "memory_bytes": base_memory},
+                "auc_floor": policy.auc_floor, "rounds": rounds, "stop_reason": reason, "deleted": dropped,
+                "fields_kept": list(self.fields), "memory_bytes": memory, "memory_fraction": memory / base_memory,
+                "auc_relative_change": final["auc"] / base_test["auc"] - 1.0, "final_test": final}
+
+    def _score(self, teacher: dict[str, Any] | None, rows: int) -> dict[str, Any]:
         """F-Permutation (paper eq. 4) across the workers: pass 1 gathers every worker's partial sums (the signed
         score and the field means), pass 2 the absolute-value sums with those means fixed; finished here."""
         import ray
 
         from shark.fperm import FieldSums, spearman_with
 
-        share = -(-self.cluster.score_rows // len(self.workers))
+        share = -(-rows // len(self.workers))
         t0 = time.perf_counter()
         first = _add_all(FieldSums.from_dict(d) for d in ray.get([w.field_sums.remote(None, share)
                                                                  for w in self.workers]))
@@ -339,7 +424,7 @@ class Coordinator:
                            if self.train_seconds > 0 else 0.0,
                            "threads": self.cluster.worker_threads * self.cluster.workers,
                            "workers": [{**r["times"], "client": r["client"]} for r in reports]},
-            "model": {"fields": ["dense", *stats.keys()] if reports[0]["dense"]["parameters"] else list(stats),
+            "model": {"fields": list(self.fields),
                       "dense_parameters": reports[0]["dense"]["parameters"],
                       "embedding_dim": self.config.embedding_dim,
                       "embedding_memory": _memory_summary(stats, emb_bytes),

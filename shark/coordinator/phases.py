@@ -21,6 +21,9 @@ class Phase(str, Enum):
     CHECKPOINTING = "checkpointing"
     EVALUATING = "evaluating"
     SCORING = "scoring"  # F-Permutation field scores: partial sums from every worker, finished here
+    DELETING = "deleting"  # a field's table dropped on every shard and the field removed from every worker
+    FINE_TUNING = "fine_tuning"  # training on the support set after a deletion
+    ROLLING_BACK = "rolling_back"  # a round fell below the AUC floor: back to the last checkpoint that met it
     DONE = "done"
     FAILED = "failed"
 
@@ -31,9 +34,12 @@ _ALLOWED: dict[Phase, frozenset[Phase]] = {
     Phase.RESTORING: frozenset({Phase.TRAINING, Phase.EVALUATING}),
     Phase.INITIALISING: frozenset({Phase.TRAINING}),
     Phase.TRAINING: frozenset({Phase.TRAINING, Phase.CHECKPOINTING, Phase.EVALUATING}),
-    Phase.CHECKPOINTING: frozenset({Phase.TRAINING, Phase.EVALUATING, Phase.DONE}),
-    Phase.EVALUATING: frozenset({Phase.CHECKPOINTING, Phase.SCORING, Phase.DONE}),
-    Phase.SCORING: frozenset({Phase.DONE}),
+    Phase.CHECKPOINTING: frozenset({Phase.TRAINING, Phase.EVALUATING, Phase.DELETING, Phase.SCORING, Phase.DONE}),
+    Phase.EVALUATING: frozenset({Phase.CHECKPOINTING, Phase.SCORING, Phase.ROLLING_BACK, Phase.DONE}),
+    Phase.SCORING: frozenset({Phase.CHECKPOINTING, Phase.DELETING, Phase.DONE}),
+    Phase.DELETING: frozenset({Phase.FINE_TUNING, Phase.EVALUATING}),
+    Phase.FINE_TUNING: frozenset({Phase.EVALUATING}),
+    Phase.ROLLING_BACK: frozenset({Phase.EVALUATING, Phase.DONE}),
     Phase.DONE: frozenset(),
     Phase.FAILED: frozenset(),
 }

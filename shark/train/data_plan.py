@@ -99,6 +99,18 @@ class DataPlan:
         batches = self._read(self.spec.source, "train", self.batch_size)
         return _stripe(batches if self.spec.test_path else self._split(batches, want_test=False), part, parts)
 
+    def support_batches(self, rows: int, offset: int, part: int = 0, parts: int = 1) -> Iterator[RawBatch]:
+        """Fresh training rows for fine-tuning after a pruning round: rows [offset, offset + rows) past the end of
+        the training rows, split among `parts` workers. A one-pass model overfits rows it has seen (a second pass
+        over early rows cost 0.06 AUC in a measurement), so the support set is never a replay."""
+        _check_part(part, parts)
+        if self.generator is None:
+            raise ValueError("fine-tuning after pruning needs fresh rows, which only the synthetic source can supply "
+                             "here: use --finetune-rows 0 with a file")
+        lo, hi = _range_of(rows, part, parts)
+        return self.generator.batches(hi - lo, self.batch_size, split="train",
+                                      start=self.spec.train_rows + offset + lo)
+
     def test_batches(self, part: int = 0, parts: int = 1) -> Iterator[RawBatch]:
         _check_part(part, parts)
         if self.generator is not None:

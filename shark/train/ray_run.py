@@ -32,7 +32,7 @@ def _absolute(spec: DataSpec) -> DataSpec:
 
 
 def run_ray(config: TrainConfig, spec: DataSpec, cluster: ClusterConfig, progress: bool = True,
-            train: bool = True) -> dict[str, Any]:
+            train: bool = True, compress: Any = None) -> dict[str, Any]:
     """Run training (or, with train=False, evaluation of cluster.restore_from) on Ray. Returns the summary.
     Raises RunError with a one-line reason when the run fails."""
     import ray
@@ -50,7 +50,7 @@ def run_ray(config: TrainConfig, spec: DataSpec, cluster: ClusterConfig, progres
         # Named, in the "shark" namespace, so `shark status --address ...` finds it (lifetime: this driver's job).
         name = f"{COORDINATOR_PREFIX}{uuid.uuid4().hex[:12]}"
         coordinator = ray.remote(Coordinator).options(num_cpus=0, max_concurrency=4, name=name,
-                                                      namespace=NAMESPACE).remote(config, spec, cluster)
+                                                      namespace=NAMESPACE).remote(config, spec, cluster, compress)
         done_ref = coordinator.run.remote(train)
         _follow(coordinator, done_ref, plan.train_rows_hint if train else None, config.epochs, progress)
         try:

@@ -54,3 +54,23 @@ def test_dense_chunks_round_trip_and_grads() -> None:
     out.backward()
     flat = torch.cat([p.grad.reshape(-1) for p in model.parameters()]).numpy()
     assert np.array_equal(dense.grads().reshape(-1)[:n], flat)
+
+
+def test_dense_chunks_keep_the_table_layout_when_a_field_is_dropped() -> None:
+    cfg = DLRMConfig(n_dense=3, table_names=("a", "b", "c"), embedding_dim=4, bottom=(5,), top=(6,))
+    model = DenseDLRM(cfg)
+    dense = DenseChunks(model, chunk=7)
+    table = dense.rows() * 1.0  # what the shard holds, in the original layout
+    reference = DenseDLRM(cfg)  # the same weights, dropped the plain way
+    reference.load_state_dict(model.state_dict())
+    reference.drop_field("b")
+    reference.drop_field("dense")
+    smaller = dense.after_drop(model, lambda m: m.drop_field("b")).after_drop(model, lambda m: m.drop_field("dense"))
+    assert smaller.n_rows == dense.n_rows and smaller.size < dense.size  # same table, fewer parameters
+    for p in model.parameters():
+        p.data.zero_()
+    smaller.load(table)  # loading from the unchanged table gives exactly the surviving weights
+    for p, q in zip(model.parameters(), reference.parameters()):
+        assert torch.equal(p, q)
+    # and the smaller model's rows land at the same places in the table
+    assert np.array_equal(smaller.rows()[smaller.rows() != 0], table[smaller.rows() != 0])

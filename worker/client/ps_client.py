@@ -7,6 +7,10 @@ retried push is applied once, and go through a PushWindow of ``staleness`` in-fl
 
 ``worker_id`` must name one incarnation of a worker (e.g. include a uuid or a restart counter): seqs restart at 0
 with every PSClient, and a shard treats a (worker_id, seq) it has seen as a duplicate.
+
+``security`` (ps.security.SecurityConfig): TLS channels verified against its CA (plus this client's certificate
+under mutual TLS) and ``authorization: Bearer <token>`` on every call, Health included. A refused token is
+UNAUTHENTICATED: not retried, raised as PSClientError naming the shard. Keepalive pings detect a frozen shard.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import numpy as np
 from google.protobuf.message import Message
 
 from ps.requests import create_table_request
+from ps.security import SecurityConfig
 from ps.store import TableConfig
 from shark.wire.tensors import WireError
 from shark.wire.v1 import ps_pb2, ps_pb2_grpc
@@ -43,7 +48,8 @@ _SERVING = ps_pb2.HealthResponse.SERVING
 
 class PSClient:
     def __init__(self, addresses: list[str], worker_id: str, staleness: int = 2, retry: RetryPolicy = DEFAULT_RETRY,
-                 max_message_bytes: int = 64 << 20, stored_precision: bool = False) -> None:
+                 max_message_bytes: int = 64 << 20, stored_precision: bool = False,
+                 security: SecurityConfig | None = None, keepalive_ms: tuple[int, int] = (20_000, 10_000)) -> None:
         if not addresses or not all(isinstance(a, str) and a for a in addresses):
             raise ValueError(f"addresses must be a non-empty list of 'host:port' strings, got {addresses!r}")
         if not isinstance(worker_id, str) or not worker_id:
@@ -64,8 +70,29 @@ class PSClient:
                    ("grpc.max_receive_message_length", max_message_bytes),
                    # A restarted shard comes back on its old address within seconds: reconnect promptly instead
                    # of gRPC's default backoff (up to 120 s between attempts).
-                   ("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 1000)]
-        self._channels = [grpc.insecure_channel(a, options=options) for a in self.addresses]
+                   ("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 1000),
+                   # Keepalive: a shard that stops acking pings for 10 s (frozen, or its node gone without a
+                   # FIN) fails the calls in flight with UNAVAILABLE (retried) instead of waiting out the deadline.
+                   # keepalive_ms = (ping every, fail after no ack for); the shards allow a ping every 10 s.
+                   # grpcio 1.85 times a keepalive ping out after http2.ping_timeout_ms (1 min by default), not
+                   # after keepalive_timeout_ms alone: set both (measured, tests/integration/test_security.py).
+                   ("grpc.keepalive_time_ms", keepalive_ms[0]), ("grpc.keepalive_timeout_ms", keepalive_ms[1]),
+                   ("grpc.http2.ping_timeout_ms", keepalive_ms[1]),
+                   ("grpc.keepalive_permit_without_calls", 1), ("grpc.http2.max_pings_without_data", 0)]
+        # Token and TLS (ps.security): files and the token variable are read here, on this node.
+        self.security = security if security is not None else SecurityConfig()
+        token = self.security.read_token()
+        self._metadata: tuple[tuple[str, str], ...] | None = (
+            (("authorization", f"Bearer {token}"),) if token else None)
+        if token and not self.security.client_tls and not all(_is_loopback(a) for a in self.addresses):
+            log.warning("PS token sent without TLS to non-loopback shard addresses: anyone on the network path can "
+                        "read it (add --ps-tls-cert/--ps-tls-key/--ps-tls-ca)")
+        del token
+        credentials = _channel_credentials(self.security)
+        if credentials is not None and self.security.tls_server_name:
+            options.append(("grpc.ssl_target_name_override", self.security.tls_server_name))
+        self._channels = [grpc.insecure_channel(a, options=options) if credentials is None
+                          else grpc.secure_channel(a, credentials, options=options) for a in self.addresses]
         self._stubs = [ps_pb2_grpc.ParameterServerStub(c) for c in self._channels]
         n = max(2, 2 * len(addresses))
         # Separate pools: a pull (the critical path) never queues behind a window of pushes, and pull_async's
@@ -84,7 +111,7 @@ class PSClient:
 
         def attempt(timeout: float) -> Any:
             self.counters.add("bytes_sent", size)  # per attempt: a retry sends the bytes again
-            return method(request, timeout=timeout)
+            return method(request, timeout=timeout, metadata=self._metadata)
         reply = call_with_retry(attempt, self.retry,
                                 address=self.addresses[shard], rpc=rpc, tables=tables,
                                 on_retry=lambda: self.counters.add("retries"))
@@ -111,7 +138,8 @@ class PSClient:
             for shard in sorted(pending):
                 left = deadline - time.monotonic()
                 try:
-                    rep = self._stubs[shard].Health(ps_pb2.HealthRequest(), timeout=max(0.01, min(1.0, left)))
+                    rep = self._stubs[shard].Health(ps_pb2.HealthRequest(), timeout=max(0.01, min(1.0, left)),
+                                                    metadata=self._metadata)
                 except grpc.RpcError as exc:
                     code = exc.code()
                     if code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
@@ -190,6 +218,13 @@ class PSClient:
                         acc[key][k] = acc[key].get(k, 0) + v
         return out
 
+    def restore(self, directory: str, tag: str) -> int:
+        """Every shard replaces its state with checkpoint `tag` (a rollback; its push log starts over from it).
+        Returns the number of tables restored on shard 0."""
+        self.flush()
+        reps = self._every_shard("Restore", ps_pb2.RestoreRequest(directory=directory, tag=tag))
+        return int(reps[0].tables_restored)
+
     def checkpoint(self, directory: str, tag: str) -> list[tuple[str, int]]:
         """Checkpoint every shard (after flushing this client's pushes): per shard (manifest path, bytes)."""
         self.flush()
@@ -267,3 +302,22 @@ class PSClient:
         out["push_waits"] = self.window.steps_waited
         out["max_push_in_flight"] = self.window.max_in_flight
         return out
+
+
+def _channel_credentials(security: SecurityConfig) -> grpc.ChannelCredentials | None:
+    """TLS to the shards when `security` has a CA (tls_ca) to verify them with; plus this client's certificate
+    under mutual TLS. None: plaintext (the loopback default)."""
+    if not security.client_tls:
+        return None
+    assert security.tls_ca
+    roots = SecurityConfig.read_pem(security.tls_ca, "CA bundle")
+    key = chain = None
+    if security.client_cert and security.client_key:
+        chain = SecurityConfig.read_pem(security.client_cert, "client certificate")
+        key = SecurityConfig.read_pem(security.client_key, "client private key")
+    return grpc.ssl_channel_credentials(root_certificates=roots, private_key=key, certificate_chain=chain)
+
+
+def _is_loopback(address: str) -> bool:
+    host = address.rpartition(":")[0].strip("[]")
+    return host == "localhost" or host.startswith("127.") or host == "::1"

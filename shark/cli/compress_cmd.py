@@ -1,0 +1,82 @@
+"""`shark compress`: train on Ray, then prune fields with F-Permutation (Algorithm 1) and report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from shark.cli.common import config_option, emit_json, fail, run_user_errors
+from shark.cli.options import (
+    cluster_config,
+    cluster_options,
+    data_options,
+    data_spec,
+    model_options,
+    quant_options,
+    train_config,
+)
+
+
+@click.command()
+@config_option
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="shark-compress", show_default=True,
+              help="Report directory: report.json, and checkpoints/ unless --checkpoint-dir is given.")
+@click.option("--memory-target", type=float, default=0.6, show_default=True,
+              help="Stop once the embedding memory is at or below this share of the unpruned model's.")
+@click.option("--auc-floor", type=float, default=0.0015, show_default=True,
+              help="Largest relative held-out AUC drop accepted (0.0015 = the paper's 0.15%).")
+@click.option("--fields-per-round", type=int, default=1, show_default=True, help="Fields deleted per round (f).")
+@click.option("--finetune-rows", type=int, default=100_000, show_default=True,
+              help="Training rows each round fine-tunes on after a deletion (the support set).")
+@click.option("--score-rows", "prune_score_rows", type=int, default=50_000, show_default=True,
+              help="Held-out rows F-Permutation scores the fields on, each round.")
+@click.option("--max-rounds", type=int, default=40, show_default=True, help="Upper bound on rounds.")
+@cluster_options
+@data_options
+@model_options
+@quant_options
+@click.option("--json", "json_stdout", is_flag=True, help="Print the JSON report to stdout.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress output on stderr.")
+def compress(out_dir: str, memory_target: float, auc_floor: float, fields_per_round: int, finetune_rows: int,
+             prune_score_rows: int, max_rounds: int, json_stdout: bool, progress: bool, **kw) -> None:
+    """Train, then run F-Permutation's pruning loop: score the fields in one pass across the workers, delete the
+    least important tables on every shard and worker, fine-tune, evaluate; until the memory target or the AUC
+    floor. A round below the floor is rolled back: the result is the last model that met it."""
+    from shark.coordinator.errors import RunError
+    from shark.coordinator.pruning import CompressConfig
+    from shark.train.ray_run import run_ray
+    from shark.train.run import format_summary
+
+    out = Path(out_dir)
+    config = run_user_errors(train_config, kw, settings=True)
+    spec = run_user_errors(data_spec, kw, settings=True)
+    if not spec.synthetic and finetune_rows:  # checked now, not after training
+        fail("fine-tuning after pruning needs fresh rows, which only the synthetic source can supply here: use "
+             "--finetune-rows 0 with a file")
+    if not kw.get("checkpoint_dir"):  # rollback needs a checkpoint before every round
+        kw["checkpoint_dir"] = str(out / "checkpoints")
+    cluster = run_user_errors(cluster_config, kw, settings=True)
+    cc = run_user_errors(CompressConfig, memory_target=memory_target, auc_floor=auc_floor,
+                         fields_per_round=fields_per_round, finetune_rows=finetune_rows, score_rows=prune_score_rows,
+                         max_rounds=max_rounds, settings=True)
+    try:
+        summary = run_user_errors(run_ray, config, spec, cluster, progress=progress, compress=cc)
+    except RunError as exc:
+        fail(str(exc))
+    click.echo(format_summary(summary), err=json_stdout)
+    click.echo(format_compression(summary["compression"]), err=json_stdout)
+    out.mkdir(parents=True, exist_ok=True)
+    emit_json(summary, str(out / "report.json"), json_stdout)
+
+
+def format_compression(c: dict) -> str:
+    lines = [f"{'round':>5}  {'deleted':24}{'score':>10}{'AUC':>9}{'memory':>9}  kept"]
+    for r in c["rounds"]:
+        lines.append(f"{r['round']:>5}  {', '.join(r['deleted'])[:23]:24}{min(r['scores'].values()):>10.2e}"
+                     f"{r['auc']:>9.4f}{r['memory_fraction']:>8.1%}  {'yes' if r['accepted'] else 'no (rolled back)'}")
+    lines.append(f"stopped: {c['stop_reason']}")
+    lines.append(f"result: {len(c['fields_kept'])} fields, embedding memory {c['memory_fraction']:.1%} of the unpruned "
+                 f"model, held-out AUC {c['final_test']['auc']:.4f} ({c['auc_relative_change']:+.3%} vs "
+                 f"{c['base']['auc']:.4f}); deleted: {', '.join(c['deleted']) or 'none'}")
+    return "\n".join(lines)
