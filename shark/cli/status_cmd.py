@@ -55,7 +55,7 @@ def format_status(runs: list[dict[str, Any]], address: str) -> str:
             lines.append(f"  workers    {r['workers']} on {len({n for n in r.get('worker_nodes', []) if n})} "
                          f"node(s), placement {r.get('placement', '?')}")
         eps = r.get("examples_per_second")
-        rate = f"   {eps:,.0f} examples/s" if eps else ""
+        rate = f"   {eps:,.0f} examples/s" if eps is not None else ""  # 0 early in training is still a figure
         auc = f"   recent AUC {r['recent_auc']:.4f}" if "recent_auc" in r else ""
         lines.append(f"  examples   {int(r.get('examples', 0)):,}{rate}{auc}")
         tables = r.get("tables")
