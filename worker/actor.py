@@ -45,6 +45,11 @@ class WorkerActor:
         self._batches: Iterator[RawBatch] | None = None
         self.position = 0
         self.log = ScoreLog()
+        # Stream mode: request_stop() ends the current segment at the next batch boundary; read_* count what was
+        # taken from the source, trained_examples what was trained (equal once a segment has returned).
+        self._stop = threading.Event()
+        self.read_batches = self.read_examples = self.trained_examples = 0
+        self._log_base = 0  # examples of earlier stream segments (their logs are dropped to bound memory)
 
     # --- setup ------------------------------------------------------------------------------------------------
     def init_dense(self) -> dict[str, int]:
@@ -104,6 +109,43 @@ class WorkerActor:
         return {"worker": self.index, "epoch": epoch, "position": self.position,
                 "done": not max_batches or done_now < max_batches}
 
+    def request_stop(self) -> bool:
+        """Stream mode: stop the current (and every later) segment at the next batch boundary. Called concurrently
+        with train_stream (the actor is threaded)."""
+        self._stop.set()
+        return True
+
+    def train_stream(self, max_batches: int) -> dict[str, Any]:
+        """Stream mode: train up to max_batches more batches of this worker's endless stream from `position`
+        (DataPlan.stream_batches), ending early at a batch boundary once request_stop() was called. No batch is
+        taken from the source after the stop; those already taken (prefetched) are trained, and every push is
+        acknowledged before this returns, so position is the committed data position. Returns the segment's
+        progressive (labels, probabilities) too (the worker keeps only the current segment's log)."""
+        with self._lock:
+            self._log_base += self.log.count
+            self.log = ScoreLog()
+        source = self.plan.stream_batches(self.index, self.num_workers, start=self.position)
+
+        def gated() -> Iterator[RawBatch]:
+            for _ in range(max_batches):
+                if self._stop.is_set():
+                    return
+                raw = next(source)
+                with self._lock:
+                    self.read_batches += 1
+                    self.read_examples += len(raw)
+                yield raw
+
+        try:
+            self.trainer.fit(gated(), on_batch=self._on_batch, log=self.log)
+        except Exception as exc:  # noqa: BLE001 - plain, picklable errors only cross the actor boundary
+            raise RuntimeError(f"worker {self.index}: {type(exc).__name__}: {exc}") from None
+        with self._lock:
+            y, p = self.log.arrays()
+            return {"worker": self.index, "position": self.position, "read_batches": self.read_batches,
+                    "read_examples": self.read_examples, "trained_examples": self.trained_examples,
+                    "stopped": self._stop.is_set(), "labels": y, "probs": p}
+
     def finetune(self, rows: int, offset: int) -> dict[str, Any]:
         """Train on this worker's share of `rows` fresh rows starting `offset` rows past the training data (the
         support set of a pruning round). Returns after every push is acknowledged."""
@@ -116,12 +158,13 @@ class WorkerActor:
     def _on_batch(self, n: int, log: ScoreLog) -> None:
         with self._lock:
             self.position += 1
+            self.trained_examples += n
 
     def progress(self, tail: int = 4096) -> dict[str, Any]:
         with self._lock:
             y, p = self.log.tail(tail)
             return {"worker": self.index, "epoch": self._epoch, "position": self.position,
-                    "examples": self.log.count, "labels": y, "probs": p, "times": self.trainer.times.to_dict()}
+                    "examples": self._log_base + self.log.count, "labels": y, "probs": p, "times": self.trainer.times.to_dict()}
 
     def epoch_log(self) -> tuple[np.ndarray, np.ndarray]:
         """This epoch's progressive (labels, probabilities), in training order."""

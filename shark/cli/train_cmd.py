@@ -16,12 +16,12 @@ from shark.cli.options import (
 )
 
 
-def _run_ray(config, spec, cluster, progress: bool, train: bool) -> dict:
+def _run_ray(config, spec, cluster, progress: bool, train: bool, stream=None) -> dict:
     from shark.coordinator.errors import RunError
     from shark.train.ray_run import run_ray
 
     try:
-        return run_user_errors(run_ray, config, spec, cluster, progress=progress, train=train)
+        return run_user_errors(run_ray, config, spec, cluster, progress=progress, train=train, stream=stream)
     except RunError as exc:
         fail(str(exc))
 
@@ -39,7 +39,19 @@ def _run_ray(config, spec, cluster, progress: bool, train: bool) -> dict:
               help="Write the JSON summary to this file.")
 @click.option("--json", "json_stdout", is_flag=True, help="Print the JSON summary to stdout (the table then goes to stderr).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bars on stderr.")
-def train(engine: str, json_out: str | None, json_stdout: bool, progress: bool, **kw) -> None:
+@click.option("--stream", is_flag=True,
+              help="Online learning on the endless synthetic stream until SIGINT/SIGTERM (or --max-examples): "
+                   "segments of --checkpoint-every batches per worker (default 200 with --stream), a checkpoint "
+                   "after each with --checkpoint-dir, a held-out evaluation every --eval-every segments, and on "
+                   "stop a final checkpoint, evaluation and summary. --train-rows is ignored.")
+@click.option("--eval-every", type=int, default=5, show_default=True,
+              help="With --stream: segments between held-out evaluations on --test-rows rows (0 = final only).")
+@click.option("--max-examples", type=int, default=0, show_default=True,
+              help="With --stream: stop after about this many trained examples (0 = until stopped).")
+@click.option("--window", "stream_window", type=int, default=20_000, show_default=True,
+              help="With --stream: examples per window of the progressive (test-then-train) AUC curve.")
+def train(engine: str, json_out: str | None, json_stdout: bool, progress: bool, stream: bool, eval_every: int,
+          max_examples: int, stream_window: int, **kw) -> None:
     """Train a DLRM and report progressive (online) and held-out AUC and logloss.
 
     By default it trains on 1M synthetic Criteo-like rows with 2 parameter-server shards and 2 workers on a local
@@ -51,12 +63,29 @@ def train(engine: str, json_out: str | None, json_stdout: bool, progress: bool, 
     config = run_user_errors(train_config, kw, settings=True)
     spec = run_user_errors(data_spec, kw, settings=True)
     cluster = run_user_errors(cluster_config, kw, settings=True)
+    stream_cfg = None
+    if stream:
+        from dataclasses import replace
+
+        from shark.coordinator.config import StreamConfig
+
+        if not spec.synthetic:
+            fail("--stream supports --data synthetic for now (tailing a file or watching a directory is not "
+                 "implemented yet)")
+        if engine == "local":
+            fail("--stream runs on the parameter-server cluster: use --engine ray (the default)")
+        spec = replace(spec, stream=True)
+        stream_cfg = run_user_errors(StreamConfig, segment_batches=cluster.checkpoint_every or 200,
+                                     eval_every=eval_every, max_examples=max_examples, window=stream_window,
+                                     settings=True)
+    elif max_examples:
+        fail("--max-examples needs --stream")
     if engine == "local":
         if config.quant != "none":
             fail("F-Quantization runs on the parameter-server shards: use --engine ray (the default)")
         summary = run_user_errors(run_local, config, spec, progress=progress).summary
     else:
-        summary = _run_ray(config, spec, cluster, progress, train=True)
+        summary = _run_ray(config, spec, cluster, progress, train=True, stream=stream_cfg)
     click.echo(format_summary(summary), err=json_stdout)  # with --json, stdout carries only the JSON
     emit_json(summary, json_out, json_stdout)
 

@@ -11,6 +11,7 @@ driver's progress bar shows; `status()` adds the layout and per-table rows by ti
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from typing import Any
@@ -31,8 +32,10 @@ DENSE_TABLE = "__dense__"  # worker.dense.DENSE_TABLE, repeated so this module d
 
 class Coordinator:
     def __init__(self, config: TrainConfig, spec: DataSpec, cluster: ClusterConfig,
-                 compress: CompressConfig | None = None) -> None:
+                 compress: CompressConfig | None = None, stream: Any = None) -> None:
         self.config, self.spec, self.cluster, self.compress = config, spec, cluster, compress
+        self.stream = stream  # a StreamConfig: train on the endless stream until request_stop() (or max_examples)
+        self._stop_requested = threading.Event()
         self.sm = RunStateMachine()
         self.run_id = uuid.uuid4().hex[:12]
         self.shards: list[Any] = []
@@ -90,6 +93,19 @@ class Coordinator:
                 pass
         return out
 
+    def request_stop(self) -> bool:
+        """Stream mode: every worker stops at its next batch boundary (pushes drained), then the run writes its
+        final checkpoint, evaluates and returns its summary. Called concurrently with run(); idempotent."""
+        import ray
+
+        self._stop_requested.set()
+        refs = [w.request_stop.remote() for w in self.workers]
+        try:
+            ray.get(refs, timeout=10)
+        except Exception:  # noqa: BLE001, S110 - the coordinator's own check stops it too
+            pass
+        return True
+
     # --- the run ----------------------------------------------------------------------------------------------
     def run(self, train: bool = True) -> dict[str, Any]:
         """Train (unless train=False: evaluate a restored checkpoint), evaluate, return the summary."""
@@ -133,7 +149,14 @@ class Coordinator:
             self.dense_info = dense
         progressive: dict[str, Any] | None = None
         epochs: list[dict[str, Any]] = []
-        if train:
+        stream_info: dict[str, Any] | None = None
+        if train and self.stream is not None:
+            stream_info = self._train_stream()
+            progressive = stream_info["last_window"]
+            if c.checkpoint_dir:
+                self.sm.move(Phase.CHECKPOINTING, "final")
+                self._checkpoint(final=True)
+        elif train:
             for epoch in range(self.config.epochs):
                 self.epoch = epoch + 1
                 log = self._train_epoch(epoch)
@@ -148,6 +171,8 @@ class Coordinator:
         if compression is not None:
             test = compression["final_test"]
         summary = self._summary(progressive, epochs, test, restore)
+        if stream_info is not None:
+            summary["stream"] = stream_info
         if compression is not None:
             summary["compression"] = compression
         elif self.cluster.score_rows:
@@ -278,6 +303,59 @@ class Coordinator:
         logs = ray.get([w.epoch_log.remote() for w in self.workers])
         self._last_progress = {**self._last_progress, "examples": int(sum(y.size for y, _ in logs))}
         return _merge_in_time_order(logs)
+
+    def _train_stream(self) -> dict[str, Any]:
+        """Stream mode: segments of segment_batches batches per worker until request_stop() (or max_examples);
+        between segments a checkpoint (with a checkpoint directory) and every eval_every segments a held-out
+        evaluation. The progressive (test-then-train) figures are kept per window of `window` examples only, so
+        memory stays bounded however long the stream runs."""
+        import ray
+
+        st, c = self.stream, self.cluster
+        self.epoch = 1
+        batch = self.config.batch_size
+        windows = _Windows(st.window)
+        evaluations: list[dict[str, Any]] = []
+        segments, trained, results = 0, 0, []
+        while True:
+            if self._stop_requested.is_set():  # asked before the workers existed: tell them now
+                ray.get([w.request_stop.remote() for w in self.workers])
+            n = st.segment_batches
+            if st.max_examples:
+                n = min(n, -(-(st.max_examples - trained) // (len(self.workers) * batch)))
+            self.sm.move(Phase.TRAINING, f"stream segment {segments + 1}")
+            self._train_started = time.perf_counter()
+            try:
+                results = ray.get([w.train_stream.remote(n) for w in self.workers])
+            finally:
+                self.train_seconds += time.perf_counter() - self._train_started
+                self._train_started = None
+            segments += 1
+            self.positions = {r["worker"]: r["position"] for r in results}
+            trained = sum(r["trained_examples"] for r in results)
+            windows.add(_merge_in_time_order([(r["labels"], r["probs"]) for r in results]).arrays(), trained)
+            self._last_progress = {**self._last_progress, "examples": trained, **windows.latest()}
+            if self._stop_requested.is_set() or any(r["stopped"] for r in results):
+                stopped_by = "request_stop"
+                break
+            if st.max_examples and trained >= st.max_examples:
+                stopped_by = "max_examples"
+                break
+            if c.checkpoint_dir:
+                self.sm.move(Phase.CHECKPOINTING, f"stream segment {segments}")
+                self._checkpoint(final=False)
+            if st.eval_every and segments % st.eval_every == 0:
+                self.sm.move(Phase.EVALUATING, f"stream segment {segments}")
+                evaluations.append({"segment": segments, "examples": trained, **self._evaluate()})
+        windows.finish(trained)
+        return {"config": st.to_dict(), "stopped_by": stopped_by, "segments": segments,
+                "batch_size": batch, "positions": {str(r["worker"]): r["position"] for r in results},
+                "examples_trained": sum(r["position"] for r in results) * batch,
+                "examples_trained_counted": trained,
+                "examples_read": sum(r["read_examples"] for r in results),
+                "batches_read": sum(r["read_batches"] for r in results),
+                "progressive_windows": windows.curve, "last_window": windows.last_summary,
+                "evaluations": evaluations}
 
     def _checkpoint(self, final: bool) -> str:
         c = self.cluster
@@ -478,6 +556,43 @@ def _memory_summary(stats: dict[str, dict[str, Any]], total: int) -> dict[str, A
                for s in stats.values())
     return {"bytes": total, "fp32_equivalent_bytes": fp32, "fraction_of_fp32": round(total / fp32, 4) if fp32 else None,
             "rows": sum(s["rows"] for s in stats.values()), "rows_by_tier": tiers, "tables": stats}
+
+
+class _Windows:
+    """The stream's progressive figures over consecutive windows of `size` examples (the merged workers' order):
+    a point per full window, the last (partial) one at the end; only the unfinished window's examples are kept."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.y = np.zeros(0, np.float32)
+        self.p = np.zeros(0, np.float32)
+        self.curve: list[dict[str, Any]] = []
+        self.last_summary: dict[str, Any] | None = None
+        self._done = 0  # examples in finished windows
+
+    def _point(self, y: np.ndarray, p: np.ndarray) -> None:
+        self._done += y.size
+        log = ScoreLog()
+        log.add(y, p)
+        self.last_summary = {**log.summary(), "window": self.size}
+        if 0 < y.sum() < y.size:
+            self.curve.append({"examples": self._done, "window_examples": int(y.size), "auc": auc(y, p),
+                               "logloss": logloss(y, p)})
+
+    def add(self, arrays: tuple[np.ndarray, np.ndarray], trained: int) -> None:
+        self.y, self.p = np.concatenate([self.y, arrays[0]]), np.concatenate([self.p, arrays[1]])
+        while self.y.size >= self.size:
+            self._point(self.y[:self.size], self.p[:self.size])
+            self.y, self.p = self.y[self.size:], self.p[self.size:]
+
+    def finish(self, trained: int) -> None:
+        """The unfinished window becomes a point unless it is too small to mean much (< a quarter window)."""
+        if self.y.size and (self.y.size >= self.size // 4 or self.last_summary is None):
+            self._point(self.y, self.p)
+            self.y, self.p = self.y[:0], self.p[:0]
+
+    def latest(self) -> dict[str, Any]:
+        return {"window_auc": self.curve[-1]["auc"]} if self.curve else {}
 
 
 def _merge_in_time_order(logs: list[tuple[np.ndarray, np.ndarray]]) -> ScoreLog:

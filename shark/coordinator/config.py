@@ -71,6 +71,22 @@ class ClusterConfig:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class StreamConfig:
+    """`shark train --stream`: train on an endless source in segments until stopped (Coordinator.request_stop)."""
+    segment_batches: int = 200  # batches per worker between two checkpoints (and stop checks of the coordinator)
+    eval_every: int = 5  # segments between held-out evaluations (0: only the final one)
+    max_examples: int = 0  # > 0: stop once this many examples were trained (0: until stopped)
+    window: int = 20_000  # examples per window of the progressive (test-then-train) AUC curve
+
+    def __post_init__(self) -> None:
+        if self.segment_batches < 1 or self.eval_every < 0 or self.max_examples < 0 or self.window < 100:
+            raise ValueError(f"invalid stream setting(s): {self}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 PLACEMENTS = ("spread", "pack")  # Ray placement-group strategies SPREAD / PACK (both soft)
 
 

@@ -35,7 +35,9 @@ _ALLOWED: dict[Phase, frozenset[Phase]] = {
     Phase.INITIALISING: frozenset({Phase.TRAINING}),
     Phase.TRAINING: frozenset({Phase.TRAINING, Phase.CHECKPOINTING, Phase.EVALUATING}),
     Phase.CHECKPOINTING: frozenset({Phase.TRAINING, Phase.EVALUATING, Phase.DELETING, Phase.SCORING, Phase.DONE}),
-    Phase.EVALUATING: frozenset({Phase.CHECKPOINTING, Phase.SCORING, Phase.ROLLING_BACK, Phase.DONE}),
+    # EVALUATING -> TRAINING: a stream's periodic held-out evaluation between two segments
+    Phase.EVALUATING: frozenset({Phase.CHECKPOINTING, Phase.SCORING, Phase.ROLLING_BACK, Phase.DONE,
+                                 Phase.TRAINING}),
     Phase.SCORING: frozenset({Phase.CHECKPOINTING, Phase.DELETING, Phase.DONE}),
     Phase.DELETING: frozenset({Phase.FINE_TUNING, Phase.EVALUATING}),
     Phase.FINE_TUNING: frozenset({Phase.EVALUATING}),

@@ -31,8 +31,12 @@ class DataSpec:
     test_rows: int = 200_000  # synthetic only
     synth_seed: int = 0
     bad_lines: BadLinePolicy = field(default_factory=BadLinePolicy)
+    stream: bool = False  # an endless training stream (synthetic only for now): see DataPlan.stream_batches
 
     def __post_init__(self) -> None:
+        if self.stream and self.source != "synthetic":
+            raise ValueError("--stream supports --data synthetic for now (tailing a file or watching a directory "
+                             "is not implemented yet)")
         if not 0.0 < self.test_fraction < 1.0:
             raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
         if self.train_rows < 1 or self.test_rows < 1:
@@ -71,7 +75,7 @@ class DataPlan:
     @property
     def train_rows_hint(self) -> int | None:
         """Rows per training pass when known in advance (for progress bars)."""
-        return self.spec.train_rows if self.spec.synthetic else None
+        return self.spec.train_rows if self.spec.synthetic and not self.spec.stream else None
 
     @property
     def test_rows_hint(self) -> int | None:
@@ -111,6 +115,31 @@ class DataPlan:
         return self.generator.batches(hi - lo, self.batch_size, split="train",
                                       start=self.spec.train_rows + offset + lo)
 
+    def stream_group_batches(self) -> int:
+        """Batches per group of the endless stream: about one generator block (config.block_rows) of rows."""
+        assert self.generator is not None
+        return max(1, self.generator.config.block_rows // self.batch_size)
+
+    def stream_batches(self, part: int = 0, parts: int = 1, start: int = 0) -> Iterator[RawBatch]:
+        """The endless training stream of worker `part` of `parts`, from its batch number `start` on.
+
+        The stream's rows are cut into groups of G full batches (G x batch_size rows, about one generator block);
+        group g goes to worker g % parts, so worker w's batch k is global group w + (k // G) * parts, batch k % G
+        of it. Deterministic and resumable from any batch position; no row goes to two workers or twice to one;
+        every batch is full."""
+        _check_part(part, parts)
+        if self.generator is None:
+            raise ValueError("--stream supports --data synthetic for now")
+        if start < 0:
+            raise ValueError(f"start must be >= 0, got {start}")
+        g, b = self.stream_group_batches(), self.batch_size
+        k = start
+        while True:
+            group, offset = divmod(k, g)
+            first = (part + group * parts) * g * b + offset * b
+            yield from self.generator.batches((g - offset) * b, b, split="train", start=first)
+            k = (group + 1) * g
+
     def test_batches(self, part: int = 0, parts: int = 1) -> Iterator[RawBatch]:
         _check_part(part, parts)
         if self.generator is not None:
@@ -125,7 +154,8 @@ class DataPlan:
         d: dict[str, Any] = {"source": self.spec.source, "label": self.schema.label,
                              "dense": list(self.schema.dense), "categorical": list(self.schema.categorical)}
         if self.generator is not None:
-            d.update(train_rows=self.spec.train_rows, test_rows=self.spec.test_rows, seed=self.spec.synth_seed)
+            d.update(train_rows=None if self.spec.stream else self.spec.train_rows, test_rows=self.spec.test_rows,
+                     seed=self.spec.synth_seed, stream=self.spec.stream)
         else:
             d.update(test_path=self.spec.test_path, test_fraction=None if self.spec.test_path else
                      self.spec.test_fraction, split_seed=self.spec.split_seed)

@@ -7,7 +7,9 @@ mistake is reported before any actor starts), then polls the coordinator twice a
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import uuid
 from dataclasses import replace
 from typing import Any
@@ -32,9 +34,13 @@ def _absolute(spec: DataSpec) -> DataSpec:
 
 
 def run_ray(config: TrainConfig, spec: DataSpec, cluster: ClusterConfig, progress: bool = True,
-            train: bool = True, compress: Any = None) -> dict[str, Any]:
+            train: bool = True, compress: Any = None, stream: Any = None) -> dict[str, Any]:
     """Run training (or, with train=False, evaluation of cluster.restore_from) on Ray. Returns the summary.
-    Raises RunError with a one-line reason when the run fails."""
+    Raises RunError with a one-line reason when the run fails.
+
+    With `stream` (a StreamConfig) the run trains on the endless stream until SIGINT/SIGTERM (or
+    stream.max_examples): the first signal asks the coordinator to stop (workers stop at a batch boundary, pushes
+    drained, final checkpoint, final evaluation, summary); a second one exits at once."""
     import ray
 
     from shark.cluster.ray_runtime import RayUnreachable, start_ray
@@ -46,13 +52,17 @@ def run_ray(config: TrainConfig, spec: DataSpec, cluster: ClusterConfig, progres
         handle = start_ray(cluster.address)
     except RayUnreachable as exc:
         raise RunError(str(exc)) from None
+    signals = _StopSignals() if stream is not None else None
     try:
         # Named, in the "shark" namespace, so `shark status --address ...` finds it (lifetime: this driver's job).
         name = f"{COORDINATOR_PREFIX}{uuid.uuid4().hex[:12]}"
         coordinator = ray.remote(Coordinator).options(num_cpus=0, max_concurrency=4, name=name,
-                                                      namespace=NAMESPACE).remote(config, spec, cluster, compress)
+                                                      namespace=NAMESPACE).remote(config, spec, cluster, compress,
+                                                                                   stream)
         done_ref = coordinator.run.remote(train)
-        _follow(coordinator, done_ref, plan.train_rows_hint if train else None, config.epochs, progress)
+        if signals is not None:
+            signals.install()
+        _follow(coordinator, done_ref, plan.train_rows_hint if train else None, config.epochs, progress, signals)
         try:
             return ray.get(done_ref)
         except ray.exceptions.RayTaskError as exc:
@@ -61,17 +71,60 @@ def run_ray(config: TrainConfig, spec: DataSpec, cluster: ClusterConfig, progres
         except ray.exceptions.RayActorError as exc:
             raise RunError(f"the coordinator actor died: {exc}") from None
     finally:
+        if signals is not None:
+            signals.restore()
         handle.shutdown()
 
 
-def _follow(coordinator: Any, done_ref: Any, rows_hint: int | None, epochs: int, progress: bool) -> None:
+class _StopSignals:
+    """SIGINT/SIGTERM during a stream: the first is noted (the progress loop forwards it to the coordinator, not
+    the handler: a Ray call inside a signal handler could deadlock), the second exits at once (SystemExit, so Ray
+    is still shut down)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.forwarded = False
+        self._old: dict[int, Any] = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set from the main thread; the caller stops the run itself
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._on_signal)
+
+    def restore(self) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old = {}
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.count += 1
+        name = signal.Signals(signum).name
+        if self.count > 1:
+            sys.stderr.write(f"[shark] {name} again: exiting now, without a final checkpoint or summary (the last "
+                             "periodic checkpoint stands)\n")
+            raise SystemExit(128 + signum)
+        sys.stderr.write(f"[shark] {name}: stopping the stream at the next batch boundary (pushes drained, final "
+                         "checkpoint and evaluation); send it again to exit at once\n")
+
+    def forward(self, coordinator: Any) -> None:
+        if self.count and not self.forwarded:
+            coordinator.request_stop.remote()
+            self.forwarded = True
+
+
+def _follow(coordinator: Any, done_ref: Any, rows_hint: int | None, epochs: int, progress: bool,
+            signals: _StopSignals | None = None) -> None:
     """Poll the coordinator's progress until the run finishes: a line per phase change and one tqdm bar per
-    training epoch (examples, examples/s, recent progressive AUC)."""
+    training epoch (examples, examples/s, recent progressive AUC). A stream has one bar without a total, kept
+    open across its checkpoints and periodic evaluations."""
     import ray
 
     bar: tqdm | None = None
     epoch, shown, phase = 0, 0, ""
     while True:
+        if signals is not None:
+            signals.forward(coordinator)
         ready, _ = ray.wait([done_ref], timeout=0.5)
         try:
             p = ray.get(coordinator.progress.remote(), timeout=5)
@@ -81,7 +134,8 @@ def _follow(coordinator: Any, done_ref: Any, rows_hint: int | None, epochs: int,
             if ready:
                 break
             continue
-        finishing = p["phase"] in ("evaluating", "done", "failed")
+        ends = ("done", "failed") if signals is not None else ("evaluating", "done", "failed")
+        finishing = p["phase"] in ends
         if bar is not None and finishing:  # the last training figures, then the bar is complete
             bar.update(max(0, int(p.get("examples", 0)) - shown))
             bar.close()
@@ -93,8 +147,9 @@ def _follow(coordinator: Any, done_ref: Any, rows_hint: int | None, epochs: int,
             if bar is not None:
                 bar.close()
             epoch, shown = p["epoch"], 0
-            bar = tqdm(total=rows_hint, unit="ex", unit_scale=True, desc=f"train {epoch}/{epochs}",
-                       dynamic_ncols=True, mininterval=0.5, file=sys.stderr)
+            desc = "stream" if signals is not None else f"train {epoch}/{epochs}"
+            bar = tqdm(total=rows_hint, unit="ex", unit_scale=True, desc=desc, dynamic_ncols=True, mininterval=0.5,
+                       file=sys.stderr)
         if bar is not None and p["epoch"] == epoch:
             n = int(p.get("examples", 0))
             if n > shown:

@@ -103,6 +103,12 @@ def format_summary(summary: dict[str, Any]) -> str:
     if thr.get("train_examples"):
         lines.append(f"throughput {thr['examples_per_second']:,.0f} examples/s in training "
                      f"({thr['threads']} torch threads)")
+    st = summary.get("stream")
+    if st:
+        lines.append(f"stream: {st['examples_trained']:,} examples trained, {st['examples_read']:,} read, in "
+                     f"{st['segments']} segments (stopped by {st['stopped_by']}); progressive AUC per "
+                     f"{st['config']['window']:,}-example window: {len(st['progressive_windows'])} windows, "
+                     f"{len(st['evaluations'])} periodic held-out evaluations")
     mem = summary["model"].get("embedding_memory", {})
     if "bytes" in mem:
         line = f"embedding memory {mem['bytes'] / 2**20:,.1f} MiB in {mem['rows']:,} rows on the shards"
