@@ -35,9 +35,10 @@ import ray
 
 from ps.checkpoint import latest_tag, read_shard_checkpoint
 from ps.checkpoint.writer import atomic_write
+from ps.requests import worker_key
 from ps.security import SecurityConfig
 from ps.server.security import PortCredentials, server_interceptors, server_options
-from ps.server.servicer import ParameterServerServicer, worker_key
+from ps.server.servicer import ParameterServerServicer
 from ps.store import RowStore, TableConfig, TableExists
 from ps.wal import PushLog, recover
 from shark.cluster.ray_runtime import node_ip

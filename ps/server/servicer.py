@@ -13,7 +13,6 @@ import numpy as np
 
 from ps import requests as rq
 from ps.checkpoint import CheckpointError, load_manifest, read_shard_checkpoint, snapshot_store, write_snapshots
-from ps.requests import worker_key
 from ps.store import InvalidRequest, PushResult, RowStore, SeqOutOfWindow, TableExists, UnknownTable
 from ps.wal import LogError, PushLog
 from shark.wire.tensors import DEFAULT_MAX_BYTES, WireError, decode_tensor, encode_tensor

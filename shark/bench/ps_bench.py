@@ -118,7 +118,7 @@ def _run_side(side: _Side, table: str, b: _Batches, spec: PsBenchSpec, worker: s
 def _sides(actor: Any, stub: Any, spec: PsBenchSpec, capacity_of: Callable[[], int]) -> dict[str, _Side]:
     import ray
 
-    from ps.server.servicer import worker_key
+    from ps.requests import worker_key
     from ps.store import RowStore, TableConfig
     from shark.wire.tensors import decode_tensor, encode_tensor
     from shark.wire.v1 import ps_pb2
