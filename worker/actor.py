@@ -8,12 +8,13 @@ data position once a segment has returned (all its pushes flushed). `progress()`
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import threading
 import uuid
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -21,6 +22,20 @@ from shark.data.batch import RawBatch
 from shark.metrics import ScoreLog
 from shark.train.config import TrainConfig
 from shark.train.data_plan import DataPlan, DataSpec
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _worker_errors(fn: F) -> F:
+    """Any failure of a worker method leaves the actor as one plain RuntimeError naming the worker: exceptions that
+    carry unpicklable state (gRPC's) must not cross Ray, and the user reads "worker 1: DataError: file:5: ..."."""
+    @functools.wraps(fn)
+    def wrapper(self: "WorkerActor", *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(self, *args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - plain, picklable errors only cross the actor boundary
+            raise RuntimeError(f"worker {self.index}: {type(exc).__name__}: {exc}") from None
+    return wrapper  # type: ignore[return-value]
 
 
 class WorkerActor:
@@ -64,13 +79,11 @@ class WorkerActor:
         self.client.assign(DENSE_TABLE, dense.ids, dense.rows())
         return {"parameters": dense.size, "rows": dense.n_rows, "chunk": dense.chunk}
 
+    @_worker_errors
     def drop_field(self, name: str) -> dict[str, Any]:
         """F-Permutation deletion in this worker's model replica (its table is dropped on the shards by the
         coordinator; the dense table keeps its layout, see DenseChunks.after_drop)."""
-        try:
-            self.trainer.drop_field(name)
-        except Exception as exc:  # noqa: BLE001 - plain, picklable errors only cross the actor boundary
-            raise RuntimeError(f"worker {self.index}: dropping {name!r}: {type(exc).__name__}: {exc}") from None
+        self.trainer.drop_field(name)
         return {"fields": list(self.trainer.model.fields), "dense_parameters": self.trainer.dense.size}
 
     def reset_fields(self, dropped: list[str]) -> list[str]:
@@ -90,6 +103,7 @@ class WorkerActor:
                 "worker_id": self.worker_id}
 
     # --- training ---------------------------------------------------------------------------------------------
+    @_worker_errors
     def train(self, epoch: int, max_batches: int = 0) -> dict[str, Any]:
         """Train up to max_batches more batches of this worker's share of epoch `epoch` (0 = to its end).
         Returns after every push of the segment has been acknowledged."""
@@ -101,10 +115,7 @@ class WorkerActor:
         assert self._batches is not None
         segment = itertools.islice(self._batches, max_batches) if max_batches else self._batches
         before = self.trainer.times.steps
-        try:
-            self.trainer.fit(segment, on_batch=self._on_batch, log=self.log)
-        except Exception as exc:  # plain, picklable errors only cross the actor boundary
-            raise RuntimeError(f"worker {self.index}: {type(exc).__name__}: {exc}") from None
+        self.trainer.fit(segment, on_batch=self._on_batch, log=self.log)
         done_now = self.trainer.times.steps - before
         return {"worker": self.index, "epoch": epoch, "position": self.position,
                 "done": not max_batches or done_now < max_batches}
@@ -115,6 +126,7 @@ class WorkerActor:
         self._stop.set()
         return True
 
+    @_worker_errors
     def train_stream(self, max_batches: int) -> dict[str, Any]:
         """Stream mode: train up to max_batches more batches of this worker's endless stream from `position`
         (DataPlan.stream_batches), ending early at a batch boundary once request_stop() was called. No batch is
@@ -136,23 +148,18 @@ class WorkerActor:
                     self.read_examples += len(raw)
                 yield raw
 
-        try:
-            self.trainer.fit(gated(), on_batch=self._on_batch, log=self.log)
-        except Exception as exc:  # noqa: BLE001 - plain, picklable errors only cross the actor boundary
-            raise RuntimeError(f"worker {self.index}: {type(exc).__name__}: {exc}") from None
+        self.trainer.fit(gated(), on_batch=self._on_batch, log=self.log)
         with self._lock:
             y, p = self.log.arrays()
             return {"worker": self.index, "position": self.position, "read_batches": self.read_batches,
                     "read_examples": self.read_examples, "trained_examples": self.trained_examples,
                     "stopped": self._stop.is_set(), "labels": y, "probs": p}
 
+    @_worker_errors
     def finetune(self, rows: int, offset: int) -> dict[str, Any]:
         """Train on this worker's share of `rows` fresh rows starting `offset` rows past the training data (the
         support set of a pruning round). Returns after every push is acknowledged."""
-        try:
-            log = self.trainer.fit(self.plan.support_batches(rows, offset, self.index, self.num_workers))
-        except Exception as exc:  # noqa: BLE001 - plain, picklable errors only cross the actor boundary
-            raise RuntimeError(f"worker {self.index}: {type(exc).__name__}: {exc}") from None
+        log = self.trainer.fit(self.plan.support_batches(rows, offset, self.index, self.num_workers))
         return {"worker": self.index, "examples": log.count}
 
     def _on_batch(self, n: int, log: ScoreLog) -> None:
@@ -172,23 +179,19 @@ class WorkerActor:
             return self.log.arrays()
 
     # --- evaluation and reports -------------------------------------------------------------------------------
+    @_worker_errors
     def evaluate(self) -> tuple[np.ndarray, np.ndarray]:
         """(labels, probabilities) of this worker's share of the held-out rows. Creates no rows on the shards."""
-        try:
-            log = self.trainer.evaluate(self.plan.test_batches(self.index, self.num_workers))
-        except Exception as exc:
-            raise RuntimeError(f"worker {self.index}: {type(exc).__name__}: {exc}") from None
+        log = self.trainer.evaluate(self.plan.test_batches(self.index, self.num_workers))
         return log.arrays()
 
+    @_worker_errors
     def field_sums(self, mean: np.ndarray | None, max_rows: int) -> dict[str, Any]:
         """F-Permutation partial sums over this worker's share of the held-out rows (at most max_rows), as plain
         arrays for the coordinator (shark.fperm.FieldSums.to_dict)."""
         batches = self.plan.test_batches(self.index, self.num_workers)
         limited = _first_rows(batches, max_rows)
-        try:
-            return self.trainer.field_sums(limited, mean).to_dict()
-        except Exception as exc:  # noqa: BLE001 - plain, picklable errors only cross the actor boundary
-            raise RuntimeError(f"worker {self.index}: {type(exc).__name__}: {exc}") from None
+        return self.trainer.field_sums(limited, mean).to_dict()
 
     def report(self) -> dict[str, Any]:
         return {"worker": self.index, "times": self.trainer.times.to_dict(), "client": self.client.stats(),

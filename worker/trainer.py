@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -45,7 +45,6 @@ class LoopTimes:
     pull_wait: float = 0.0
     compute: float = 0.0
     push: float = 0.0  # time inside push(): encoding, routing, and waiting when the window is full
-    extra: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:

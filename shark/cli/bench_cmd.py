@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from shark.cli.common import config_option, emit_json, fail, run_user_errors
+from shark.cli.common import config_option, emit_json, fail, json_options, run_user_errors
 from shark.cli.options import model_options, train_config
 
 
@@ -26,8 +26,7 @@ def bench() -> None:
 @click.option("--repeats", type=int, default=3, show_default=True, help="Alternating repeats; medians are reported.")
 @click.option("--warmup-batches", type=int, default=5, show_default=True, help="Untimed batches per repeat.")
 @model_options
-@click.option("--json-out", type=click.Path(dir_okay=False), default=None, help="Write the JSON result here.")
-@click.option("--json", "json_stdout", is_flag=True, help="Print the JSON result to stdout (the table then goes to stderr).")
+@json_options
 def train(engine: str, shards: int, workers: int, staleness: int, address: str | None, rows: int, repeats: int,
           warmup_batches: int, json_out: str | None, json_stdout: bool, **kw) -> None:
     """Training throughput (examples/s) on synthetic data against a baseline on the same rows: stock PyTorch for
@@ -72,8 +71,7 @@ def train(engine: str, shards: int, workers: int, staleness: int, address: str |
 @click.option("--address", default=None,
               help="Ray cluster to join (else RAY_ADDRESS, else a local loopback-only Ray is started and stopped).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
-@click.option("--json-out", type=click.Path(dir_okay=False), default=None, help="Write the JSON result here.")
-@click.option("--json", "json_stdout", is_flag=True, help="Print the JSON result to stdout (the table then goes to stderr).")
+@json_options
 def ps(rows: int, dim: int, calls: int, repeats: int, warmup_calls: int, variant: str, id_space: int,
        address: str | None, progress: bool, json_out: str | None, json_stdout: bool) -> None:
     """PS shard data plane: pull/push rows/s over gRPC against Ray actor calls to the same shard actor, with an
@@ -101,8 +99,7 @@ def ps(rows: int, dim: int, calls: int, repeats: int, warmup_calls: int, variant
 @click.option("--fast-repeats", type=int, default=5, show_default=True,
               help="Timing repeats of F-P and of the plain-forward reference (cheap); medians are reported.")
 @model_options
-@click.option("--json-out", type=click.Path(dir_okay=False), default=None, help="Write the JSON result here.")
-@click.option("--json", "json_stdout", is_flag=True, help="Print the JSON result to stdout (the table then goes to stderr).")
+@json_options
 def fperm(rows: int, scoring_batch_size: int, multiples: str, perm_repeats: str, repeats: int, fast_repeats: int,
           json_out: str | None, json_stdout: bool, **kw) -> None:
     """Field-scoring time of F-Permutation against Permutation (T=1, T=5) on the same model and rows, at the

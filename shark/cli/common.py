@@ -53,6 +53,14 @@ config_option = click.option(
          "options override it.")
 
 
+def json_options(fn: Any) -> Any:
+    """--json-out FILE and --json (JSON alone on stdout, the human table on stderr), as every report command has."""
+    fn = click.option("--json", "json_stdout", is_flag=True,
+                      help="Print the JSON result to stdout (the table then goes to stderr).")(fn)
+    return click.option("--json-out", type=click.Path(dir_okay=False), default=None,
+                        help="Write the JSON result to this file.")(fn)
+
+
 def parse_ints(text: str, what: str) -> tuple[int, ...]:
     try:
         values = tuple(int(x) for x in str(text).replace(" ", "").split(",") if x)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from shark.cli.common import config_option, emit_json, fail, run_user_errors
+from shark.cli.common import config_option, emit_json, fail, json_options, run_user_errors
 from shark.cli.options import (
     cluster_config,
     cluster_options,
@@ -35,9 +35,7 @@ def _run_ray(config, spec, cluster, progress: bool, train: bool, stream=None) ->
 @data_options
 @model_options
 @quant_options
-@click.option("--json-out", type=click.Path(dir_okay=False), default=None,
-              help="Write the JSON summary to this file.")
-@click.option("--json", "json_stdout", is_flag=True, help="Print the JSON summary to stdout (the table then goes to stderr).")
+@json_options
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bars on stderr.")
 @click.option("--stream", is_flag=True,
               help="Online learning on the endless synthetic stream until SIGINT/SIGTERM (or --max-examples): "
@@ -98,8 +96,7 @@ def train(engine: str, json_out: str | None, json_stdout: bool, progress: bool, 
 @click.option("--address", default=None, help="Ray cluster to join (default: a local Ray instance on loopback).")
 @click.option("--workers", type=int, default=2, show_default=True, help="Worker actors that score the held-out rows.")
 @data_options
-@click.option("--json-out", type=click.Path(dir_okay=False), default=None, help="Write the JSON summary here.")
-@click.option("--json", "json_stdout", is_flag=True, help="Print the JSON summary to stdout.")
+@json_options
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress output on stderr.")
 def evaluate(checkpoint_dir: str, tag: str | None, address: str | None, workers: int, json_out: str | None,
              json_stdout: bool, progress: bool, **kw) -> None:

@@ -10,6 +10,8 @@ driver's progress bar shows; `status()` adds the layout and per-table rows by ti
 
 from __future__ import annotations
 
+import functools
+import operator
 import os
 import threading
 import time
@@ -43,6 +45,7 @@ class Coordinator:
         self.addresses: list[str] = []
         self.client: Any = None
         self.checkpoints: list[dict[str, Any]] = []
+        self.positions: dict[int, int] = {}  # worker -> batches trained this epoch, at the last segment boundary
         self.epoch = 0
         self.train_seconds = 0.0
         self._train_started: float | None = None
@@ -130,7 +133,9 @@ class Coordinator:
         restore = self._restore_point()
         if not train and restore is None:
             raise RunError("evaluation without training needs a checkpoint to restore (restore_from)")
-        plan = DataPlan(self.spec, self.config.batch_size, self.config.eval_batch_size)
+        # One plan for the run's metadata (fields, table names, the teacher): building one constructs the synthetic
+        # generator, which calibrates itself, so it is not rebuilt per use.
+        self.plan = plan = DataPlan(self.spec, self.config.batch_size, self.config.eval_batch_size)
         self.fields = (["dense"] if plan.n_dense else []) + list(plan.table_names)  # the model's active fields
         self._initial_fields = list(self.fields)
         self.sm.move(Phase.STARTING, f"{c.shards} shards, {c.workers} workers")
@@ -266,7 +271,7 @@ class Coordinator:
         from ps.store import TableConfig
 
         cfg = self.config
-        names = DataPlan(self.spec, cfg.batch_size, cfg.eval_batch_size).table_names
+        names = self.plan.table_names
         # The local engine's EmbeddingStore: row-wise Adagrad, eps 1e-8, the same deterministic row init; plus how
         # the shards store the rows (F-Quantization or a uniform baseline).
         quant = {"quant": cfg.quant, "rounding": cfg.rounding}
@@ -364,7 +369,7 @@ class Coordinator:
         t0 = time.perf_counter()
         written = self.client.checkpoint(c.checkpoint_dir, tag)
         body = {"run_id": self.run_id, "final": final, "epoch": self.epoch,
-                "positions": {str(k): v for k, v in getattr(self, "positions", {}).items()},
+                "positions": {str(k): v for k, v in self.positions.items()},
                 "train_config": self.config.to_dict(), "cluster": self.cluster.to_dict(),
                 "fields": list(self.fields), "deleted_fields": [f for f in self._initial_fields if f not in self.fields],
                 "data": {"source": self.spec.source}}
@@ -459,11 +464,13 @@ class Coordinator:
 
         share = -(-rows // len(self.workers))
         t0 = time.perf_counter()
-        first = _add_all(FieldSums.from_dict(d) for d in ray.get([w.field_sums.remote(None, share)
-                                                                 for w in self.workers]))
-        mean = first.sum_e / max(first.n, 1)
-        second = _add_all(FieldSums.from_dict(d) for d in ray.get([w.field_sums.remote(mean, share)
-                                                                  for w in self.workers]))
+
+        def gathered(mean: np.ndarray | None) -> FieldSums:  # every worker's partial sums, added
+            parts = ray.get([w.field_sums.remote(mean, share) for w in self.workers])
+            return functools.reduce(operator.add, [FieldSums.from_dict(d) for d in parts])
+
+        first = gathered(None)
+        second = gathered(first.sum_e / max(first.n, 1))
         out: dict[str, Any] = {"rows": first.n, "seconds": round(time.perf_counter() - t0, 3)}
         for variant, sums in (("abs", second), ("signed", first)):
             scores = sums.finish(variant)
@@ -511,7 +518,7 @@ class Coordinator:
             "restored_from": None if restore is None else {"directory": self.cluster.restore_from,
                                                            "tag": restore["tag"]},
         }
-        teacher = DataPlan(self.spec, self.config.batch_size, self.config.eval_batch_size).teacher()
+        teacher = self.plan.teacher()
         if teacher is not None:
             summary["teacher"] = teacher
             summary["test"]["auc_gap_to_teacher"] = teacher["auc"] - test["auc"]
@@ -539,14 +546,6 @@ class Coordinator:
             except Exception:  # noqa: BLE001
                 pass
             self.placement_group = None
-
-
-def _add_all(items: Any) -> Any:
-    items = list(items)
-    total = items[0]
-    for x in items[1:]:
-        total = total + x
-    return total
 
 
 def _memory_summary(stats: dict[str, dict[str, Any]], total: int) -> dict[str, Any]:
