@@ -144,6 +144,8 @@ class ShardActor:
             rec = recover(self.wal, self.shard, self.seq_window, self.max_message_bytes)
             self.servicer.replace_store(rec.store)
             self.restored_tag, self.replayed = (rec.point.tag if rec.point else None), rec.replayed
+            if rec.point is not None and rec.replayed == 0:  # the state is that checkpoint's: a retry of it is fine
+                self.servicer.remember_checkpoint(rec.point.directory, rec.point.tag)
         elif self.checkpoint_dir is not None:
             tag = restore_tag if restore_tag is not None else latest_tag(self.checkpoint_dir, self.shard)
             if tag is not None:

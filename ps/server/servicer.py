@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 from collections.abc import Callable, Sequence
 from typing import NoReturn, TypeVar
 
@@ -12,7 +13,8 @@ import grpc
 import numpy as np
 
 from ps import requests as rq
-from ps.checkpoint import CheckpointError, load_manifest, read_shard_checkpoint, snapshot_store, write_snapshots
+from ps.checkpoint import MANIFEST_NAME, CheckpointError, load_manifest, read_shard_checkpoint, snapshot_store, write_snapshots
+from ps.checkpoint.manifest import shard_dir
 from ps.store import InvalidRequest, PushResult, RowStore, SeqOutOfWindow, TableExists, UnknownTable
 from ps.wal import LogError, PushLog
 from shark.wire.tensors import DEFAULT_MAX_BYTES, WireError, decode_tensor, encode_tensor
@@ -58,6 +60,10 @@ class ParameterServerServicer(ps_pb2_grpc.ParameterServerServicer):
         # False while the hosting actor restores the shard: Health says NOT_SERVING and every other call fails
         # UNAVAILABLE (retryable), so no client reads or updates a half-restored store.
         self.serving = serving
+        # Mutations applied so far (every logged kind and Restore). A Checkpoint retried with a tag this servicer
+        # already wrote, and nothing changed since, gets the first attempt's reply again (its reply was lost).
+        self.changes = 0
+        self._checkpointed: dict[tuple[str, str], tuple[int, ps_pb2.CheckpointResponse]] = {}
 
     def set_serving(self, flag: bool) -> None:
         self.serving = bool(flag)
@@ -78,6 +84,7 @@ class ParameterServerServicer(ps_pb2_grpc.ParameterServerServicer):
 
     def _log(self, kind: int, request: object) -> None:
         """Under self.lock, after a mutation was applied: append it to the push log (in application order)."""
+        self.changes += 1
         if self.wal is not None:
             self.wal.append(kind, request.SerializeToString(), sync=False)
 
@@ -187,17 +194,38 @@ class ParameterServerServicer(ps_pb2_grpc.ParameterServerServicer):
         # The directory is a path on the shard's machine, taken as given: the server binds loopback unless told
         # otherwise, and anything wider needs the TLS/token work of the reliability issue.
         def go() -> ps_pb2.CheckpointResponse:
-            with self.lock:  # copies of every table: pushes wait only for the copy, not for the disk
-                tables = snapshot_store(self.store)
-                seq_window = self.store.seq_window
-                if self.wal is not None:  # pushes after this snapshot go to a new segment, replayed after it
-                    self.wal.rotate(request.tag, request.directory)
-            with self.checkpoint_lock:  # two checkpoints of one tag must not interleave their files
+            key = (request.directory, request.tag)
+            with self.checkpoint_lock:  # one checkpoint at a time: a retry sees the first attempt's outcome
+                done = self._checkpointed.get(key)
+                if done is not None and done[0] == self.changes and _manifest_path(request, self.shard).is_file():
+                    return done[1]
+                # The push log already has this tag's start but no manifest was written: an attempt of ours died
+                # half-way. Take the checkpoint again (its start moves to now, with the new snapshot).
+                redo = (self.wal is not None and self.wal.has_start(request.tag, request.directory)
+                        and not _manifest_path(request, self.shard).is_file())
+                with self.lock:  # copies of every table: pushes wait only for the copy, not for the disk
+                    tables = snapshot_store(self.store)
+                    seq_window, changes = self.store.seq_window, self.changes
+                    if self.wal is not None:  # pushes after this snapshot go to a new segment, replayed after it
+                        self.wal.rotate(request.tag, request.directory, overwrite=redo)
                 path = write_snapshots(tables, request.directory, shard=self.shard, tag=request.tag,
                                        seq_window=seq_window)
-            written = sum(t["bytes"] for t in load_manifest(request.directory, self.shard, tag=request.tag)["tables"])
-            return ps_pb2.CheckpointResponse(manifest_path=str(path), bytes_written=written)
+                written = sum(t["bytes"] for t in load_manifest(request.directory, self.shard,
+                                                                tag=request.tag)["tables"])
+                reply = ps_pb2.CheckpointResponse(manifest_path=str(path), bytes_written=written)
+                self._checkpointed[key] = (changes, reply)
+                return reply
         return self._run(context, go)
+
+    def remember_checkpoint(self, directory: str, tag: str) -> None:
+        """The store was just restored from checkpoint (directory, tag) with nothing replayed after it: a retried
+        Checkpoint of that tag (its first reply lost when the previous process died) is answered from its files."""
+        request = ps_pb2.CheckpointRequest(directory=directory, tag=tag)
+        manifest = load_manifest(directory, self.shard, tag=tag)
+        reply = ps_pb2.CheckpointResponse(manifest_path=str(_manifest_path(request, self.shard)),
+                                          bytes_written=sum(t["bytes"] for t in manifest["tables"]))
+        with self.checkpoint_lock:
+            self._checkpointed[(directory, tag)] = (self.changes, reply)
 
     def Restore(self, request: ps_pb2.RestoreRequest, context: grpc.ServicerContext) -> ps_pb2.RestoreResponse:
         def go() -> ps_pb2.RestoreResponse:
@@ -205,6 +233,7 @@ class ParameterServerServicer(ps_pb2_grpc.ParameterServerServicer):
             restored = read_shard_checkpoint(request.directory, self.shard, tag=request.tag)
             with self.lock:
                 self.store = restored
+                self.changes += 1
                 if self.wal is not None:  # a deliberate rollback: the abandoned timeline is never replayed
                     self.wal.rotate(request.tag, request.directory, overwrite=True)
             return ps_pb2.RestoreResponse(tables_restored=len(restored.table_names()))
@@ -214,6 +243,10 @@ class ParameterServerServicer(ps_pb2_grpc.ParameterServerServicer):
         # Answers even while not serving: that is how a client learns to wait for a restoring shard.
         status = ps_pb2.HealthResponse.SERVING if self.serving else ps_pb2.HealthResponse.NOT_SERVING
         return ps_pb2.HealthResponse(status=status)
+
+
+def _manifest_path(request: ps_pb2.CheckpointRequest, shard: str) -> Path:
+    return shard_dir(request.directory, shard, request.tag) / MANIFEST_NAME
 
 
 def _push_response(res: PushResult) -> ps_pb2.PushResponse:

@@ -136,6 +136,10 @@ class PushLog:
         atomic_write(path, json.dumps({"segment": self.current, "directory": str(directory)}).encode())
         return self.current
 
+    def has_start(self, tag: str, directory: str | Path) -> bool:
+        """Whether checkpoint `tag` in `directory` already has a replay start in this log."""
+        return any(p.tag == tag and p.directory == str(directory) for p in self.starts())
+
     def starts(self) -> list[RecoveryPoint]:
         """Every checkpoint this log knows a replay start for, newest (highest segment) first."""
         out = []

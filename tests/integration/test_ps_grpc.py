@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -338,9 +339,14 @@ def test_checkpoint_then_restore_over_grpc_gives_back_the_checkpointed_rows(stub
     rep = stub.Checkpoint(ps_pb2.CheckpointRequest(directory=str(tmp_path), tag="t1"), timeout=T)
     assert rep.bytes_written > 0 and rep.manifest_path.endswith("MANIFEST.json")
     at_checkpoint = pull(stub, "ck", ids)
+    # A retry of the same checkpoint (its reply lost), nothing changed since: the same answer, the files untouched.
+    manifest = Path(rep.manifest_path)
+    stamp = manifest.stat().st_mtime_ns
+    assert stub.Checkpoint(ps_pb2.CheckpointRequest(directory=str(tmp_path), tag="t1"), timeout=T) == rep
+    assert manifest.stat().st_mtime_ns == stamp
     stub.Push(push_req("ck", ids, g, worker="ckw", seq=1), timeout=T)
     assert not np.array_equal(pull(stub, "ck", ids), at_checkpoint)
-    # The same tag cannot be written twice; a missing tag cannot be restored; neither changes the live rows.
+    # After a change the same tag cannot be written again (not a retry); a missing tag cannot be restored; neither changes the live rows.
     again = ps_pb2.CheckpointRequest(directory=str(tmp_path), tag="t1")
     assert code_of(lambda: stub.Checkpoint(again, timeout=T)) == grpc.StatusCode.FAILED_PRECONDITION
     missing = ps_pb2.RestoreRequest(directory=str(tmp_path), tag="nope")

@@ -63,3 +63,41 @@ def test_killed_shard_recovers_every_acknowledged_push(ray_session, tmp_path: Pa
         assert not np.array_equal(rows, at_checkpoint)  # the 20 pushes after the checkpoint came back from the log
     finally:
         ray.kill(actor, no_restart=True)
+
+
+class _NoAbort:
+    def abort(self, code, message):  # noqa: ANN001, ANN201 - grpc.ServicerContext's signature
+        raise AssertionError(f"aborted: {code} {message}")
+
+
+def test_checkpoint_retries_are_idempotent_per_tag(tmp_path: Path) -> None:
+    """A Checkpoint whose reply was lost is retried with the same tag: answered again (nothing changed), taken
+    again after an attempt that died half-way (its log start exists, its manifest does not), answered from the
+    files by a restarted shard whose recovery replayed nothing after that tag."""
+    from ps.server import ParameterServerServicer
+    from ps.store import RowStore
+    from ps.wal import PushLog
+    from shark.wire.v1 import ps_pb2
+
+    ckpt = str(tmp_path / "ckpt")
+    wal = PushLog(tmp_path / "wal" / "shard-0", fsync=False)
+    servicer = ParameterServerServicer(RowStore(), wal=wal)
+    servicer.store.create_table(CFG)
+    servicer.store.pull("emb", np.arange(10))
+    request = ps_pb2.CheckpointRequest(directory=ckpt, tag="t1")
+    first = servicer.Checkpoint(request, _NoAbort())
+    assert servicer.Checkpoint(request, _NoAbort()) == first
+    # an attempt that died between the log rotation and the manifest: the retry completes it
+    wal.rotate("t2", ckpt)
+    second = servicer.Checkpoint(ps_pb2.CheckpointRequest(directory=ckpt, tag="t2"), _NoAbort())
+    assert Path(second.manifest_path).is_file()
+    wal.close()
+    # a restarted shard (same log) recovered t2 with nothing after it: the retried t2 gets the same answer
+    from ps.wal import recover
+
+    log2 = PushLog(tmp_path / "wal" / "shard-0", fsync=False)
+    rec = recover(log2, "shard-0", 64)
+    assert rec.point is not None and rec.point.tag == "t2" and rec.replayed == 0
+    again = ParameterServerServicer(rec.store, wal=log2)
+    again.remember_checkpoint(rec.point.directory, rec.point.tag)
+    assert again.Checkpoint(ps_pb2.CheckpointRequest(directory=ckpt, tag="t2"), _NoAbort()) == second
