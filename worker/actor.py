@@ -30,7 +30,7 @@ def _worker_errors(fn: F) -> F:
     """Any failure of a worker method leaves the actor as one plain RuntimeError naming the worker: exceptions that
     carry unpicklable state (gRPC's) must not cross Ray, and the user reads "worker 1: DataError: file:5: ..."."""
     @functools.wraps(fn)
-    def wrapper(self: "WorkerActor", *args: Any, **kwargs: Any) -> Any:
+    def wrapper(self: WorkerActor, *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(self, *args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - plain, picklable errors only cross the actor boundary
@@ -40,7 +40,7 @@ def _worker_errors(fn: F) -> F:
 
 class WorkerActor:
     def __init__(self, index: int, num_workers: int, addresses: list[str], config: TrainConfig, spec: DataSpec,
-                 staleness: int, threads: int, retry: Any, security: Any = None) -> None:
+                 staleness: int, threads: int, retry: Any, security: Any = None, run_id: str | None = None) -> None:
         import torch
 
         from worker.client import PSClient
@@ -49,8 +49,10 @@ class WorkerActor:
         torch.set_num_threads(threads)
         self.index, self.num_workers = index, num_workers
         self.plan = DataPlan(spec, config.batch_size, config.eval_batch_size)
-        # A fresh id per incarnation: a restarted worker's seqs never collide with its predecessor's.
-        self.worker_id = f"worker-{index}-{uuid.uuid4().hex[:12]}"
+        # In a run (run_id given) the id is the same in every incarnation: a restarted worker resumes the seqs of
+        # its committed position (resume()), so the shards drop as duplicates the pushes its predecessor had
+        # already delivered and apply the rest: each step once on every shard. Without a run id, a fresh id.
+        self.worker_id = f"{run_id}-worker-{index}" if run_id else f"worker-{index}-{uuid.uuid4().hex[:12]}"
         # With F-Quantization the rows travel in their stored precision (fp16/int8 bytes, decoded here).
         self.client = PSClient(addresses, worker_id=self.worker_id, staleness=staleness,
                                retry=retry, stored_precision=config.quant != "none", security=security)
@@ -115,10 +117,27 @@ class WorkerActor:
         assert self._batches is not None
         segment = itertools.islice(self._batches, max_batches) if max_batches else self._batches
         before = self.trainer.times.steps
+        with self._lock:  # the segment's own log: the coordinator keeps the committed segments' logs
+            self._log_base += self.log.count
+            self.log = ScoreLog()
         self.trainer.fit(segment, on_batch=self._on_batch, log=self.log)
         done_now = self.trainer.times.steps - before
-        return {"worker": self.index, "epoch": epoch, "position": self.position,
-                "done": not max_batches or done_now < max_batches}
+        with self._lock:
+            y, p = self.log.arrays()
+        return {"worker": self.index, "epoch": epoch, "position": self.position, "seq": self.client.next_seq,
+                "done": not max_batches or done_now < max_batches, "labels": y, "probs": p, "pid": os.getpid()}
+
+    @_worker_errors
+    def resume(self, epoch: int, position: int, seq: int) -> dict[str, Any]:
+        """A restarted incarnation takes over its predecessor's committed point: data position `position` of epoch
+        `epoch` (the batches before it are skipped, not trained) and push seq `seq`. Pushes the predecessor made
+        after that point reach the shards again with the same seqs; the shards that had them answer DUPLICATE."""
+        self._epoch, self.position = epoch, position
+        self._batches = itertools.islice(self.plan.train_batches(self.index, self.num_workers), position, None)
+        self.client.resume_at(seq)
+        with self._lock:
+            self.log = ScoreLog()
+        return {"worker": self.index, "pid": os.getpid(), "epoch": epoch, "position": position, "seq": seq}
 
     def request_stop(self) -> bool:
         """Stream mode: stop the current (and every later) segment at the next batch boundary. Called concurrently
@@ -160,7 +179,7 @@ class WorkerActor:
         """Train on this worker's share of `rows` fresh rows starting `offset` rows past the training data (the
         support set of a pruning round). Returns after every push is acknowledged."""
         log = self.trainer.fit(self.plan.support_batches(rows, offset, self.index, self.num_workers))
-        return {"worker": self.index, "examples": log.count}
+        return {"worker": self.index, "examples": log.count, "seq": self.client.next_seq}
 
     def _on_batch(self, n: int, log: ScoreLog) -> None:
         with self._lock:

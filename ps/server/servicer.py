@@ -5,15 +5,22 @@ from __future__ import annotations
 
 import logging
 import threading
-from pathlib import Path
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NoReturn, TypeVar
 
 import grpc
 import numpy as np
 
 from ps import requests as rq
-from ps.checkpoint import MANIFEST_NAME, CheckpointError, load_manifest, read_shard_checkpoint, snapshot_store, write_snapshots
+from ps.checkpoint import (
+    MANIFEST_NAME,
+    CheckpointError,
+    load_manifest,
+    read_shard_checkpoint,
+    snapshot_store,
+    write_snapshots,
+)
 from ps.checkpoint.manifest import shard_dir
 from ps.store import InvalidRequest, PushResult, RowStore, SeqOutOfWindow, TableExists, UnknownTable
 from ps.wal import LogError, PushLog
@@ -63,6 +70,9 @@ class ParameterServerServicer(ps_pb2_grpc.ParameterServerServicer):
         # Mutations applied so far (every logged kind and Restore). A Checkpoint retried with a tag this servicer
         # already wrote, and nothing changed since, gets the first attempt's reply again (its reply was lost).
         self.changes = 0
+        # PushMany steps seen per worker id since this process started: [applied, answered as duplicates]. A
+        # worker's applied count equal to its steps means each step landed once (duplicates are never applied).
+        self.push_ledger: dict[str, list[int]] = {}
         self._checkpointed: dict[tuple[str, str], tuple[int, ps_pb2.CheckpointResponse]] = {}
 
     def set_serving(self, flag: bool) -> None:
@@ -136,6 +146,8 @@ class ParameterServerServicer(ps_pb2_grpc.ParameterServerServicer):
             res = rq.apply_push(self.store, worker, seq, parts)
             if res.applied:
                 self._log(rq.KIND_PUSH, request)
+            counts = self.push_ledger.setdefault(request.worker_id, [0, 0])
+            counts[0 if res.applied else 1] += 1
         # Also for a duplicate: its first delivery may have been logged by another thread and not yet synced.
         self._sync()
         return _push_response(res)

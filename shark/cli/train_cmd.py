@@ -48,8 +48,22 @@ def _run_ray(config, spec, cluster, progress: bool, train: bool, stream=None) ->
               help="With --stream: stop after about this many trained examples (0 = until stopped).")
 @click.option("--window", "stream_window", type=int, default=20_000, show_default=True,
               help="With --stream: examples per window of the progressive (test-then-train) AUC curve.")
+@click.option("--segment-batches", type=int, default=0, show_default=True,
+              help="With --stream: batches per worker per segment (between the coordinator's stop checks, "
+                   "checkpoints and the drift report's tier probes); 0 = --checkpoint-every, or 200.")
+@click.option("--drift-at", type=int, default=0, show_default=True, metavar="ROW",
+              help="With --stream: concept drift from this stream row on: a second synthetic teacher (other "
+                   "effects) and reversed value frequencies (rare values become hot). The summary gets a 'drift' "
+                   "section (AUC dip and recovery; with --quant fq, the tiers of the old and new hot rows). Held-out "
+                   "rows follow the same schedule by their own row numbers, so --test-rows below ROW are all of "
+                   "the first concept. 0 = none.")
+@click.option("--drift-every", type=int, default=0, show_default=True, metavar="ROWS",
+              help="With --drift-at: flip between the two concepts every ROWS rows after it (0 = drift once).")
+@click.option("--report-dir", type=click.Path(file_okay=False), default=None,
+              help="Write summary.json and the plots the run has data for (e.g. stream.png) into this directory.")
 def train(engine: str, json_out: str | None, json_stdout: bool, progress: bool, stream: bool, eval_every: int,
-          max_examples: int, stream_window: int, **kw) -> None:
+          max_examples: int, stream_window: int, segment_batches: int, drift_at: int, drift_every: int,
+          report_dir: str | None, **kw) -> None:
     """Train a DLRM and report progressive (online) and held-out AUC and logloss.
 
     By default it trains on 1M synthetic Criteo-like rows with 2 parameter-server shards and 2 workers on a local
@@ -61,6 +75,13 @@ def train(engine: str, json_out: str | None, json_stdout: bool, progress: bool, 
     config = run_user_errors(train_config, kw, settings=True)
     spec = run_user_errors(data_spec, kw, settings=True)
     cluster = run_user_errors(cluster_config, kw, settings=True)
+    if report_dir:  # before the run: a directory that cannot be made fails now, not after hours of training
+        from pathlib import Path
+
+        try:
+            Path(report_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            fail(f"--report-dir {report_dir}: {exc.strerror or exc}")
     stream_cfg = None
     if stream:
         from dataclasses import replace
@@ -72,12 +93,14 @@ def train(engine: str, json_out: str | None, json_stdout: bool, progress: bool, 
                  "implemented yet)")
         if engine == "local":
             fail("--stream runs on the parameter-server cluster: use --engine ray (the default)")
-        spec = replace(spec, stream=True)
-        stream_cfg = run_user_errors(StreamConfig, segment_batches=cluster.checkpoint_every or 200,
+        spec = run_user_errors(replace, spec, stream=True, drift_at=drift_at, drift_every=drift_every,
+                               settings=True)
+        segment = segment_batches or cluster.checkpoint_every or 200
+        stream_cfg = run_user_errors(StreamConfig, segment_batches=segment,
                                      eval_every=eval_every, max_examples=max_examples, window=stream_window,
                                      settings=True)
-    elif max_examples:
-        fail("--max-examples needs --stream")
+    elif max_examples or drift_at or drift_every or segment_batches:
+        fail("--max-examples, --segment-batches, --drift-at and --drift-every need --stream")
     if engine == "local":
         if config.quant != "none":
             fail("F-Quantization runs on the parameter-server shards: use --engine ray (the default)")
@@ -85,7 +108,28 @@ def train(engine: str, json_out: str | None, json_stdout: bool, progress: bool, 
     else:
         summary = _run_ray(config, spec, cluster, progress, train=True, stream=stream_cfg)
     click.echo(format_summary(summary), err=json_stdout)  # with --json, stdout carries only the JSON
+    drift = (summary.get("stream") or {}).get("drift")
+    if drift:
+        click.echo(format_drift(drift), err=json_stdout)
     emit_json(summary, json_out, json_stdout)
+    if report_dir:
+        from shark.report.writer import write_report
+
+        written = run_user_errors(write_report, summary, report_dir, settings=True)
+        click.echo(f"report written to {written[0].parent} ({', '.join(p.name for p in written)})", err=True)
+
+
+def format_drift(drift: dict) -> str:
+    """The drift section in a few lines: AUC before / at the dip / at the end, and the hot rows' tiers."""
+    def f(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:.4f}"
+
+    lines = [f"drift at row {drift['drift_at']:,}: window AUC {f(drift['pre_auc'])} before, {f(drift['dip_auc'])} "
+             f"at the dip, {f(drift['end_auc'])} at the end"
+             + (f" ({drift['recovered']:.0%} of the dip recovered)" if drift.get("recovered") is not None else "")]
+    for group, tiers in (drift.get("high_tier") or {}).items():
+        lines.append(f"  {group} hot rows in fp32+fp16: {tiers['at_drift']:.0%} at the drift -> {tiers['end']:.0%}")
+    return "\n".join(lines)
 
 
 @click.command()

@@ -11,6 +11,7 @@ driver's progress bar shows; `status()` adds the layout and per-table rows by ti
 from __future__ import annotations
 
 import functools
+import logging
 import operator
 import os
 import threading
@@ -25,9 +26,14 @@ from shark.coordinator.errors import RunError
 from shark.coordinator.phases import Phase, RunStateMachine
 from shark.coordinator.pruning import CompressConfig, PruningPolicy
 from shark.coordinator.run_manifest import latest_run_tag, read_run_manifest, write_run_manifest
+from shark.coordinator.stream_loop import Windows as _Windows  # noqa: F401 - the name tests import
+from shark.coordinator.stream_loop import merge_in_time_order as _merge_in_time_order
+from shark.coordinator.stream_loop import train_stream
 from shark.metrics import ScoreLog, auc, logloss
 from shark.train.config import TrainConfig
 from shark.train.data_plan import DataPlan, DataSpec
+
+log = logging.getLogger(__name__)
 
 DENSE_TABLE = "__dense__"  # worker.dense.DENSE_TABLE, repeated so this module does not import torch
 
@@ -46,6 +52,8 @@ class Coordinator:
         self.client: Any = None
         self.checkpoints: list[dict[str, Any]] = []
         self.positions: dict[int, int] = {}  # worker -> batches trained this epoch, at the last segment boundary
+        self.seqs: dict[int, int] = {}  # worker -> its next push seq at that boundary (a restart resumes there)
+        self.worker_restarts: list[dict[str, Any]] = []
         self.epoch = 0
         self.train_seconds = 0.0
         self._train_started: float | None = None
@@ -175,6 +183,8 @@ class Coordinator:
         compression = self._compress(test) if self.compress is not None else None
         if compression is not None:
             test = compression["final_test"]
+            self.sm.move(Phase.CHECKPOINTING, "final: the compressed model")
+            compression["checkpoint"] = self._checkpoint(final=True)
         summary = self._summary(progressive, epochs, test, restore)
         if stream_info is not None:
             summary["stream"] = stream_info
@@ -236,9 +246,10 @@ class Coordinator:
         self.client.wait_ready(c.ready_timeout_s)
         self.workers = [worker_cls.options(num_cpus=c.worker_cpus, resources=c.worker_resources or None,
                                            scheduling_strategy=at(c.shards + i), max_concurrency=4,
+                                           max_restarts=c.worker_restarts, max_task_retries=0,
                                            name=f"shark-{self.run_id}-worker-{i}").remote(
             i, c.workers, self.addresses, self.config, self.spec, c.staleness, c.worker_threads, c.retry_policy(),
-            security=c.security)
+            security=c.security, run_id=self.run_id)
             for i in range(c.workers)]
         self.worker_info = ray.get([w.ping.remote() for w in self.workers])
         self.shard_info = ray.get([s.info.remote() for s in self.shards])
@@ -288,79 +299,73 @@ class Coordinator:
             raise RunError("the restored shards hold no dense parameters (table __dense__ missing)")
 
     def _train_epoch(self, epoch: int) -> ScoreLog:
+        """The epoch in segments of checkpoint_every batches per worker (a checkpoint between two). A worker that
+        dies is restarted by Ray and resumes at its committed point (the end of its last returned segment: data
+        position and push seq); its segment is run again, and the shards drop the pushes that had landed. Only
+        committed segments' progressive logs are kept, so every example is counted once."""
         import ray
 
         c = self.cluster
         active = list(range(len(self.workers)))
+        logs: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {i: [] for i in active}
+        for i in active:
+            self.positions[i] = 0
         while active:
             self.sm.move(Phase.TRAINING, f"epoch {epoch + 1}")
             self._train_started = time.perf_counter()
+            refs = {i: self.workers[i].train.remote(epoch, c.checkpoint_every) for i in active}
+            results, died = {}, []
             try:
-                results = ray.get([self.workers[i].train.remote(epoch, c.checkpoint_every) for i in active])
+                for i, ref in refs.items():
+                    try:
+                        results[i] = ray.get(ref)
+                    except ray.exceptions.RayActorError as exc:  # killed, or its node is gone
+                        died.append((i, exc))
             finally:
                 self.train_seconds += time.perf_counter() - self._train_started
                 self._train_started = None
-            self.positions = {r["worker"]: r["position"] for r in results}
-            active = [r["worker"] for r in results if not r["done"]]
-            if active and c.checkpoint_every:
+            for i, r in results.items():
+                self.positions[i], self.seqs[i] = r["position"], r["seq"]
+                logs[i].append((r["labels"], r["probs"]))
+            active = sorted([i for i, r in results.items() if not r["done"]] + [i for i, _ in died])
+            for i, exc in died:
+                self._resume_worker(i, epoch, exc)
+            if active and c.checkpoint_every and not died:
                 self.sm.move(Phase.CHECKPOINTING, f"epoch {epoch + 1}")
                 self._checkpoint(final=False)
-        logs = ray.get([w.epoch_log.remote() for w in self.workers])
-        self._last_progress = {**self._last_progress, "examples": int(sum(y.size for y, _ in logs))}
-        return _merge_in_time_order(logs)
+        merged = [(np.concatenate([y for y, _ in parts]), np.concatenate([p for _, p in parts]))
+                  for parts in logs.values()]
+        self._last_progress = {**self._last_progress, "examples": int(sum(y.size for y, _ in merged))}
+        return _merge_in_time_order(merged)
 
-    def _train_stream(self) -> dict[str, Any]:
-        """Stream mode: segments of segment_batches batches per worker until request_stop() (or max_examples);
-        between segments a checkpoint (with a checkpoint directory) and every eval_every segments a held-out
-        evaluation. The progressive (test-then-train) figures are kept per window of `window` examples only, so
-        memory stays bounded however long the stream runs."""
+    def _resume_worker(self, i: int, epoch: int, cause: Exception) -> None:
+        """Wait for Ray's restart of worker i (up to cluster.worker_restarts per run) and hand it its committed
+        point. A worker that cannot come back fails the run with the reason."""
         import ray
 
-        st, c = self.stream, self.cluster
-        self.epoch = 1
-        batch = self.config.batch_size
-        windows = _Windows(st.window)
-        evaluations: list[dict[str, Any]] = []
-        segments, trained, results = 0, 0, []
+        restarts = sum(1 for r in self.worker_restarts if r["worker"] == i)
+        if restarts >= self.cluster.worker_restarts:
+            raise RunError(f"worker {i} died {restarts + 1} times (worker_restarts={self.cluster.worker_restarts}): "
+                           f"{cause}")
+        deadline = time.monotonic() + self.cluster.ready_timeout_s
         while True:
-            if self._stop_requested.is_set():  # asked before the workers existed: tell them now
-                ray.get([w.request_stop.remote() for w in self.workers])
-            n = st.segment_batches
-            if st.max_examples:
-                n = min(n, -(-(st.max_examples - trained) // (len(self.workers) * batch)))
-            self.sm.move(Phase.TRAINING, f"stream segment {segments + 1}")
-            self._train_started = time.perf_counter()
             try:
-                results = ray.get([w.train_stream.remote(n) for w in self.workers])
-            finally:
-                self.train_seconds += time.perf_counter() - self._train_started
-                self._train_started = None
-            segments += 1
-            self.positions = {r["worker"]: r["position"] for r in results}
-            trained = sum(r["trained_examples"] for r in results)
-            windows.add(_merge_in_time_order([(r["labels"], r["probs"]) for r in results]).arrays(), trained)
-            self._last_progress = {**self._last_progress, "examples": trained, **windows.latest()}
-            if self._stop_requested.is_set() or any(r["stopped"] for r in results):
-                stopped_by = "request_stop"
+                info = ray.get(self.workers[i].resume.remote(epoch, self.positions.get(i, 0), self.seqs.get(i, 0)),
+                               timeout=30)
                 break
-            if st.max_examples and trained >= st.max_examples:
-                stopped_by = "max_examples"
-                break
-            if c.checkpoint_dir:
-                self.sm.move(Phase.CHECKPOINTING, f"stream segment {segments}")
-                self._checkpoint(final=False)
-            if st.eval_every and segments % st.eval_every == 0:
-                self.sm.move(Phase.EVALUATING, f"stream segment {segments}")
-                evaluations.append({"segment": segments, "examples": trained, **self._evaluate()})
-        windows.finish(trained)
-        return {"config": st.to_dict(), "stopped_by": stopped_by, "segments": segments,
-                "batch_size": batch, "positions": {str(r["worker"]): r["position"] for r in results},
-                "examples_trained": sum(r["position"] for r in results) * batch,
-                "examples_trained_counted": trained,
-                "examples_read": sum(r["read_examples"] for r in results),
-                "batches_read": sum(r["read_batches"] for r in results),
-                "progressive_windows": windows.curve, "last_window": windows.last_summary,
-                "evaluations": evaluations}
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as exc:
+                if time.monotonic() > deadline:
+                    raise RunError(f"worker {i} did not come back after dying ({cause}): {exc}") from None
+                time.sleep(0.5)
+        self.worker_restarts.append({"worker": i, "epoch": epoch + 1, "position": info["position"],
+                                     "seq": info["seq"], "pid": info["pid"]})
+        log.warning("worker %d restarted (pid %d): resumes at batch %d, seq %d", i, info["pid"], info["position"],
+                    info["seq"])
+
+    def _train_stream(self) -> dict[str, Any]:
+        """Stream mode (shark.coordinator.stream_loop): segments until stopped, progressive AUC per window, and
+        the drift report on a drifting synthetic stream."""
+        return train_stream(self)
 
     def _checkpoint(self, final: bool) -> str:
         c = self.cluster
@@ -416,19 +421,23 @@ class Coordinator:
         rounds: list[dict[str, Any]] = []
         final = base_test
         reason = None
+        first_ranking: dict[str, float] = {}
+        first_before = ""  # the checkpoint of the unpruned model, for the control
         while (reason := policy.stop_reason(self._embedding_bytes(), len(self.fields))) is None:
             r = policy.rounds + 1
             self.sm.move(Phase.SCORING, f"round {r}")
             scores = self._score(None, cc.score_rows)
+            first_ranking = first_ranking or dict(scores["abs"]["scores"])  # every field's, for the report's chart
             victims = policy.victims(scores["abs"]["ranking"])
             self.sm.move(Phase.CHECKPOINTING, f"before round {r}")
             before = self._checkpoint(final=False)
+            first_before = first_before or before
             self.sm.move(Phase.DELETING, ", ".join(victims))
             for v in victims:
                 self._delete(v)
             if cc.finetune_rows:  # fresh rows each round: a one-pass model overfits rows it has seen
                 self.sm.move(Phase.FINE_TUNING, f"{cc.finetune_rows:,} fresh rows")
-                ray.get([w.finetune.remote(cc.finetune_rows, (r - 1) * cc.finetune_rows) for w in self.workers])
+                self._finetune(cc.finetune_rows, (r - 1) * cc.finetune_rows)
             self.sm.move(Phase.EVALUATING, f"round {r}")
             test = self._evaluate()
             memory = self._embedding_bytes()
@@ -450,10 +459,45 @@ class Coordinator:
             dropped.extend(victims)
             final = test
         memory = self._embedding_bytes()
+        control = self._control(first_before, dropped, sum(r["accepted"] for r in rounds)) \
+            if cc.control and cc.finetune_rows and dropped else None
         return {"config": cc.to_dict(), "base": {"auc": base_test["auc"], "memory_bytes": base_memory},
+                "control": control,
+                "auc_relative_change_vs_control": final["auc"] / control["auc"] - 1.0 if control else None,
                 "auc_floor": policy.auc_floor, "rounds": rounds, "stop_reason": reason, "deleted": dropped,
+                "first_ranking": first_ranking,
                 "fields_kept": list(self.fields), "memory_bytes": memory, "memory_fraction": memory / base_memory,
                 "auc_relative_change": final["auc"] / base_test["auc"] - 1.0, "final_test": final}
+
+    def _finetune(self, rows: int, offset: int) -> None:
+        import ray
+
+        for r in ray.get([w.finetune.remote(rows, offset) for w in self.workers]):
+            self.seqs[r["worker"]] = r["seq"]
+
+    def _control(self, unpruned: str, dropped: list[str], rounds: int) -> dict[str, Any]:
+        """The unpruned model fine-tuned on the same fresh rows as the kept rounds, then evaluated; afterwards the
+        pruned model is put back exactly (its own checkpoint), so the run ends with the compressed model."""
+        import ray
+
+        cc, directory = self.compress, self.cluster.checkpoint_dir
+        assert cc is not None and directory
+        self.sm.move(Phase.CHECKPOINTING, "the pruned model, before the control")
+        pruned = self._checkpoint(final=False)
+        kept_fields = list(self.fields)
+        rows = rounds * cc.finetune_rows
+        self.sm.move(Phase.FINE_TUNING, f"control: the unpruned model on the same {rows:,} fresh rows")
+        self.client.restore(directory, unpruned)
+        ray.get([w.reset_fields.remote([]) for w in self.workers])
+        self.fields = list(self._initial_fields)
+        self._finetune(rows, 0)  # offsets 0.. as rounds 1..k used
+        self.sm.move(Phase.EVALUATING, "control")
+        test = self._evaluate()
+        self.sm.move(Phase.ROLLING_BACK, "back to the pruned model")
+        self.client.restore(directory, pruned)
+        ray.get([w.reset_fields.remote(dropped) for w in self.workers])
+        self.fields = kept_fields
+        return {"auc": test["auc"], "logloss": test["logloss"], "finetune_rows": rows, "checkpoint": unpruned}
 
     def _score(self, teacher: dict[str, Any] | None, rows: int) -> dict[str, Any]:
         """F-Permutation (paper eq. 4) across the workers: pass 1 gathers every worker's partial sums (the signed
@@ -500,7 +544,9 @@ class Coordinator:
                         "shard_recoveries": [{"shard": i["shard"], "restarted": i["restarted"], "pid": i["pid"],
                                               "restored_tag": i["restored_tag"], "replayed": i["replayed"]}
                                              for i in shards_end if i["restarted"]],
-                        "workers_info": self.worker_info},
+                        "workers_info": self.worker_info, "worker_restarts": self.worker_restarts,
+                        # per shard: PushMany steps per worker id, applied and answered as duplicates
+                        "push_ledger": {i["shard"]: i.get("pushes", {}) for i in shards_end}},
             "data": reports[0]["data"],
             "train": {"progressive": progressive, "epochs": epochs},
             "test": test,
@@ -555,54 +601,3 @@ def _memory_summary(stats: dict[str, dict[str, Any]], total: int) -> dict[str, A
                for s in stats.values())
     return {"bytes": total, "fp32_equivalent_bytes": fp32, "fraction_of_fp32": round(total / fp32, 4) if fp32 else None,
             "rows": sum(s["rows"] for s in stats.values()), "rows_by_tier": tiers, "tables": stats}
-
-
-class _Windows:
-    """The stream's progressive figures over consecutive windows of `size` examples (the merged workers' order):
-    a point per full window, the last (partial) one at the end; only the unfinished window's examples are kept."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.y = np.zeros(0, np.float32)
-        self.p = np.zeros(0, np.float32)
-        self.curve: list[dict[str, Any]] = []
-        self.last_summary: dict[str, Any] | None = None
-        self._done = 0  # examples in finished windows
-
-    def _point(self, y: np.ndarray, p: np.ndarray) -> None:
-        self._done += y.size
-        log = ScoreLog()
-        log.add(y, p)
-        self.last_summary = {**log.summary(), "window": self.size}
-        if 0 < y.sum() < y.size:
-            self.curve.append({"examples": self._done, "window_examples": int(y.size), "auc": auc(y, p),
-                               "logloss": logloss(y, p)})
-
-    def add(self, arrays: tuple[np.ndarray, np.ndarray], trained: int) -> None:
-        self.y, self.p = np.concatenate([self.y, arrays[0]]), np.concatenate([self.p, arrays[1]])
-        while self.y.size >= self.size:
-            self._point(self.y[:self.size], self.p[:self.size])
-            self.y, self.p = self.y[self.size:], self.p[self.size:]
-
-    def finish(self, trained: int) -> None:
-        """The unfinished window becomes a point unless it is too small to mean much (< a quarter window)."""
-        if self.y.size and (self.y.size >= self.size // 4 or self.last_summary is None):
-            self._point(self.y, self.p)
-            self.y, self.p = self.y[:0], self.p[:0]
-
-    def latest(self) -> dict[str, Any]:
-        return {"window_auc": self.curve[-1]["auc"]} if self.curve else {}
-
-
-def _merge_in_time_order(logs: list[tuple[np.ndarray, np.ndarray]]) -> ScoreLog:
-    """Workers' progressive logs -> one log ordered by each example's relative position in its worker's stream
-    (workers advance at about the same rate, so this approximates the order in which examples were trained)."""
-    ys, ps, keys = [], [], []
-    for y, p in logs:
-        ys.append(y)
-        ps.append(p)
-        keys.append((np.arange(y.size) + 0.5) / max(y.size, 1))
-    order = np.argsort(np.concatenate(keys), kind="stable")
-    log = ScoreLog()
-    log.add(np.concatenate(ys)[order], np.concatenate(ps)[order])
-    return log

@@ -28,6 +28,7 @@ class ClusterConfig:
     score_rows: int = 0  # > 0: after evaluation, F-Permutation field scores over this many held-out rows
     retry_attempts: int = 12  # per call, with backoff 0.05 s doubling to 2 s: about 15 s, a shard restart's time
     ready_timeout_s: float = 120.0  # how long to wait for shards to serve (restores included)
+    worker_restarts: int = 3  # per worker and run: a worker that dies is restarted and resumes its committed point
     # Data-plane token / TLS / mutual TLS for shards and their clients (paths and a variable name, never a secret)
     security: SecurityConfig = field(default_factory=SecurityConfig)
 
@@ -44,6 +45,7 @@ class ClusterConfig:
             "retry_attempts": self.retry_attempts >= 1,
             "score_rows": self.score_rows >= 0,
             "ready_timeout_s": self.ready_timeout_s > 0,
+            "worker_restarts": self.worker_restarts >= 0,
         }
         checks["placement"] = self.placement in PLACEMENTS
         for key in ("shard_resources", "worker_resources"):

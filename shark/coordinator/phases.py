@@ -34,14 +34,16 @@ _ALLOWED: dict[Phase, frozenset[Phase]] = {
     Phase.RESTORING: frozenset({Phase.TRAINING, Phase.EVALUATING}),
     Phase.INITIALISING: frozenset({Phase.TRAINING}),
     Phase.TRAINING: frozenset({Phase.TRAINING, Phase.CHECKPOINTING, Phase.EVALUATING}),
-    Phase.CHECKPOINTING: frozenset({Phase.TRAINING, Phase.EVALUATING, Phase.DELETING, Phase.SCORING, Phase.DONE}),
+    # CHECKPOINTING -> FINE_TUNING: compression's control run starts from the checkpoint of the unpruned model
+    Phase.CHECKPOINTING: frozenset({Phase.TRAINING, Phase.EVALUATING, Phase.DELETING, Phase.SCORING, Phase.DONE,
+                                    Phase.FINE_TUNING}),
     # EVALUATING -> TRAINING: a stream's periodic held-out evaluation between two segments
     Phase.EVALUATING: frozenset({Phase.CHECKPOINTING, Phase.SCORING, Phase.ROLLING_BACK, Phase.DONE,
                                  Phase.TRAINING}),
     Phase.SCORING: frozenset({Phase.CHECKPOINTING, Phase.DELETING, Phase.DONE}),
     Phase.DELETING: frozenset({Phase.FINE_TUNING, Phase.EVALUATING}),
     Phase.FINE_TUNING: frozenset({Phase.EVALUATING}),
-    Phase.ROLLING_BACK: frozenset({Phase.EVALUATING, Phase.DONE}),
+    Phase.ROLLING_BACK: frozenset({Phase.EVALUATING, Phase.DONE, Phase.CHECKPOINTING}),
     Phase.DONE: frozenset(),
     Phase.FAILED: frozenset(),
 }

@@ -32,6 +32,9 @@ class DataSpec:
     synth_seed: int = 0
     bad_lines: BadLinePolicy = field(default_factory=BadLinePolicy)
     stream: bool = False  # an endless training stream (synthetic only for now): see DataPlan.stream_batches
+    # Synthetic concept drift (SynthConfig.drift_at / drift_every): 0 = none
+    drift_at: int = 0
+    drift_every: int = 0
 
     def __post_init__(self) -> None:
         if self.stream and self.source != "synthetic":
@@ -41,6 +44,17 @@ class DataSpec:
             raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
         if self.train_rows < 1 or self.test_rows < 1:
             raise ValueError("train_rows and test_rows must be >= 1")
+        if (self.drift_at or self.drift_every) and self.source != "synthetic":
+            raise ValueError("concept drift (--drift-at, --drift-every) is a property of the synthetic generator: "
+                             "it needs --data synthetic")
+        if self.synthetic:
+            self.synth_config()  # validates the drift knobs here, where the user's options are turned into a spec
+
+    def synth_config(self) -> Any:
+        """The synthetic generator's SynthConfig (seed and drift) for this spec."""
+        from shark.data.synthetic import SynthConfig
+
+        return SynthConfig(seed=self.synth_seed, drift_at=self.drift_at, drift_every=self.drift_every)
 
     @property
     def synthetic(self) -> bool:
@@ -56,9 +70,9 @@ class DataPlan:
         self.eval_batch_size = eval_batch_size
         self.reports: dict[str, ReadReport] = {}
         if spec.synthetic:
-            from shark.data.synthetic import SynthConfig, SyntheticCriteo
+            from shark.data.synthetic import SyntheticCriteo
 
-            self.generator = SyntheticCriteo(SynthConfig(seed=spec.synth_seed))
+            self.generator = SyntheticCriteo(spec.synth_config())
             self.schema = CRITEO_SCHEMA
         else:
             self.generator = None
@@ -140,6 +154,19 @@ class DataPlan:
             yield from self.generator.batches((g - offset) * b, b, split="train", start=first)
             k = (group + 1) * g
 
+    def stream_examples_at(self, row: int, parts: int) -> tuple[int, int]:
+        """When the stream of `parts` workers reaches global row `row`: the examples trained (all workers, in the
+        coordinator's merged order, which interleaves the workers by relative position) when the first worker
+        takes a row >= `row`, and when the last one does. Equal when row is a multiple of parts groups."""
+        _check_part(0, parts)
+        gb = self.stream_group_batches() * self.batch_size
+        group, offset = divmod(row, gb)
+        rnd, holder = divmod(group, parts)
+        # worker w's groups are w, w + parts, ...: the holder meets the row inside its group of round rnd, later
+        # workers at the start of theirs (all past it), earlier ones only in the next round
+        local = [rnd * gb + offset if w == holder else (rnd if w > holder else rnd + 1) * gb for w in range(parts)]
+        return parts * min(local), parts * max(local)
+
     def test_batches(self, part: int = 0, parts: int = 1) -> Iterator[RawBatch]:
         _check_part(part, parts)
         if self.generator is not None:
@@ -156,6 +183,8 @@ class DataPlan:
         if self.generator is not None:
             d.update(train_rows=None if self.spec.stream else self.spec.train_rows, test_rows=self.spec.test_rows,
                      seed=self.spec.synth_seed, stream=self.spec.stream)
+            if self.spec.drift_at:
+                d.update(drift_at=self.spec.drift_at, drift_every=self.spec.drift_every)
         else:
             d.update(test_path=self.spec.test_path, test_fraction=None if self.spec.test_path else
                      self.spec.test_fraction, split_seed=self.spec.split_seed)

@@ -35,6 +35,17 @@ def test_compress_deletes_tables_everywhere_and_reports(ray_session, tmp_path: P
     phases = [p["phase"] for p in s["phases"]]
     assert {"scoring", "deleting", "fine_tuning"} <= set(phases) and phases[-1] == "done"
     assert np.isfinite(c["memory_fraction"])
+    # the control: the unpruned model fine-tuned on the accepted rounds' fresh rows, compared
+    k = c["control"]
+    assert k["finetune_rows"] == 6000 * len(kept) and 0.5 < k["auc"] < 1.0
+    assert c["auc_relative_change_vs_control"] == c["final_test"]["auc"] / k["auc"] - 1.0
+    assert (out / "compression.png").stat().st_size > 10_000
+    # after the control the pruned model was put back exactly: its final checkpoint evaluates to the same AUC
+    ev = CliRunner().invoke(cli, ["evaluate", "--no-progress", "--checkpoint", str(out / "checkpoints"),
+                                  "--test-rows", "10000", "--json"])
+    assert ev.exit_code == 0, ev.output
+    again = json.loads(ev.output[ev.output.index("{"):])
+    assert again["test"]["auc"] == c["final_test"]["auc"] and again["model"]["fields"] == c["fields_kept"]
 
 
 def test_compress_on_a_file_without_fresh_rows_fails_clearly(ray_session, shared_data: Path, tmp_path: Path) -> None:

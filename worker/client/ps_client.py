@@ -282,6 +282,21 @@ class PSClient:
                 self.counters.add("push_wait_s", time.perf_counter() - start)
         return seq
 
+    @property
+    def next_seq(self) -> int:
+        """The seq the next push will carry (= pushes sent so far, after resume_at's start)."""
+        return self._seq
+
+    def resume_at(self, seq: int) -> None:
+        """Continue a predecessor's seqs (same worker_id) from `seq`: its pushes from `seq` on are sent again by
+        this client, and a shard that already applied one answers DUPLICATE. Only before this client pushed."""
+        with self._push_lock:
+            if self.counters.snapshot().get("pushes"):
+                raise PSClientError("resume_at after this client pushed: seqs would collide", rpc="PushMany")
+            if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+                raise ValueError(f"seq must be an int >= 0, got {seq!r}")
+            self._seq = seq
+
     def flush(self) -> None:
         """Wait until every push of this client is acknowledged; raise the first failure not yet reported."""
         start = time.perf_counter()

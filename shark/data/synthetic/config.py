@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 ROLES = ("strong", "weak", "noise", "duplicate")
 MAX_CARDINALITY = 2**32  # keys are 32-bit (8 hex chars) and value -> key is a bijection, so no collisions
 
@@ -172,6 +174,14 @@ class SynthConfig:
       frequent values, a strong one on more. Raising head_min_snr moves signal into the (scaled down) tail.
     - interaction_scale / dense_scale: multiply the pairwise and dense terms.
     - positive_rate: the bias is calibrated (bisection on a sample) to hit it.
+
+    Concept drift (off by default; see `SyntheticCriteo` and `concept_of`): from row `drift_at` of every split on
+    (and, with drift_every > 0, alternating every drift_every rows after that) rows come from a second concept: a
+    second teacher (its own effects, latent vectors and calibrated bias) AND a reversed value-frequency ranking in
+    every non-duplicate categorical field (the value that was the rarest becomes the most frequent and vice versa;
+    duplicates follow their sources). A row stays a function of (seed, split, position) alone.
+    - drift_at: first row of the second concept (0 = no drift).
+    - drift_every: > 0: the concept flips back and forth every drift_every rows from drift_at on (0 = it stays).
     """
 
     seed: int = 0
@@ -188,6 +198,8 @@ class SynthConfig:
     dense_scale: float = 1.0
     block_rows: int = 32768  # rows per generation block; changing it changes the data (blocks are seeded)
     calibration_rows: int = 65536  # rows used to calibrate the bias and the dense standardisation
+    drift_at: int = 0  # row (of each split) from which the second concept is in force; 0 = no drift
+    drift_every: int = 0  # > 0: the concept flips every drift_every rows after drift_at; 0 = it stays
 
     def __post_init__(self) -> None:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
@@ -232,6 +244,26 @@ class SynthConfig:
             raise ValueError(f"block_rows must be in [1024, 2^20], got {self.block_rows}")
         if not 1000 <= self.calibration_rows <= 10_000_000:
             raise ValueError(f"calibration_rows must be in [1000, 1e7], got {self.calibration_rows}")
+        for knob in ("drift_at", "drift_every"):
+            v = getattr(self, knob)
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**62:
+                raise ValueError(f"{knob} must be an int in [0, 2^62), got {v!r}")
+        if self.drift_every and not self.drift_at:
+            raise ValueError("drift_every needs drift_at > 0 (the row where the first drift happens)")
+
+    @property
+    def drifts(self) -> bool:
+        return self.drift_at > 0
+
+    def concept_of(self, rows: np.ndarray) -> np.ndarray:
+        """(N,) int64 row positions -> (N,) bool, True where the second concept is in force."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if not self.drifts:
+            return np.zeros(rows.shape, dtype=bool)
+        after = rows >= self.drift_at
+        if not self.drift_every:
+            return after
+        return after & ((np.maximum(rows - self.drift_at, 0) // self.drift_every) % 2 == 0)
 
     @property
     def n_cat(self) -> int:

@@ -6,7 +6,7 @@ import gzip
 import os
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from shark.data.synthetic.writer import format_tsv
 
 SPLITS = {"train": 1, "test": 2, "valid": 3}  # independent streams of the same distribution
 _CALIB, _IMPORTANCE, _BREAKDOWN = 101, 102, 103  # internal streams, disjoint from the public splits
-_TAG_KEYS, _TAG_DUP, _TAG_PERM = 0x6B65, 0xD0B1, 0x9E53
+_TAG_KEYS, _TAG_DUP, _TAG_PERM, _TAG_DRIFT = 0x6B65, 0xD0B1, 0x9E53, 0xD41F7
 _ROLE_ORDER = {"strong": 0, "weak": 1, "duplicate": 2, "noise": 3}
 
 
@@ -60,11 +60,11 @@ class _Block:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
-    def cut(self, lo: int, hi: int) -> "_Block":
+    def cut(self, lo: int, hi: int) -> _Block:
         return _Block(self.start + lo, self.labels[lo:hi], self.dense[lo:hi], self.idx[:, lo:hi], self.p[lo:hi])
 
     @staticmethod
-    def concat(blocks: list["_Block"]) -> "_Block":
+    def concat(blocks: list[_Block]) -> _Block:
         if len(blocks) == 1:
             return blocks[0]
         return _Block(blocks[0].start, np.concatenate([b.labels for b in blocks]),
@@ -100,6 +100,9 @@ class SyntheticCriteo:
         self._dmiss = np.array([[d.missing] for d in cfg.dense], dtype=np.float32)
         self._dmiss_col = np.array(self._miss_col[cfg.n_cat:], dtype=np.int64)
         self.teacher = Teacher(cfg, self.laws)
+        # Concept drift: a second teacher (another seed: its own effects) for the rows of the second concept.
+        self.drift = Teacher(replace(cfg, seed=_drift_seed(cfg.seed), drift_at=0, drift_every=0), self.laws) \
+            if cfg.drifts else None
         self._calibrate()
         self._ranking: dict[tuple[int, bool], list[FieldInfo]] = {}
 
@@ -125,6 +128,18 @@ class SyntheticCriteo:
             if rate > 0:
                 col[u_miss[self._miss_col[f]] < rate] = -1
             idx[f] = col
+        self._fill_dups(idx)
+
+        # Counts: 0 w.p. zero, -1 w.p. negative, else a rounded log-normal (exponent capped at 36, ~4e15; float32
+        # like RawBatch.dense, so counts above 2^24 are coarser but still integers).
+        x = np.floor(np.exp(np.minimum(self._mu + self._sigma * z, np.float32(36.0))))
+        x = np.where(u_dense < self._zero, np.float32(0.0), np.where(u_dense < self._neg, np.float32(-1.0), x))
+        x[u_miss[self._dmiss_col] < self._dmiss] = np.nan
+        return idx, np.ascontiguousarray(x.T, dtype=np.float32), u_label
+
+    def _fill_dups(self, idx: np.ndarray) -> None:
+        """Duplicate fields' values from their sources' (in place; idx (C, n))."""
+        cfg = self.config
         for f, src in self.dups:
             s = idx[src]
             card = cfg.cat[f].cardinality
@@ -134,17 +149,29 @@ class SyntheticCriteo:
                 coarse = (mix64(s.astype(np.uint64) ^ self.dup_salts[f]) % np.uint64(card)).astype(np.int64)
                 idx[f] = np.where(s < 0, -1, coarse)
 
-        # Counts: 0 w.p. zero, -1 w.p. negative, else a rounded log-normal (exponent capped at 36, ~4e15; float32
-        # like RawBatch.dense, so counts above 2^24 are coarser but still integers).
-        x = np.floor(np.exp(np.minimum(self._mu + self._sigma * z, np.float32(36.0))))
-        x = np.where(u_dense < self._zero, np.float32(0.0), np.where(u_dense < self._neg, np.float32(-1.0), x))
-        x[u_miss[self._dmiss_col] < self._dmiss] = np.nan
-        return idx, np.ascontiguousarray(x.T, dtype=np.float32), u_label
+    def _reversed_values(self, ranks: np.ndarray) -> np.ndarray:
+        """The second concept's values: (C, n) frequency ranks -> values, rank r of a source field -> value
+        cardinality - 1 - r (the rarest value becomes the most frequent); duplicates recomputed from the sources."""
+        out = ranks.copy()
+        for f in self.sources:
+            col = ranks[f]
+            out[f] = np.where(col < 0, -1, self.config.cat[f].cardinality - 1 - col)
+        self._fill_dups(out)
+        return out
 
     def _block(self, stream: int, block: int) -> _Block:
         n = self.config.block_rows
         idx, dense, u_label = self._draw(stream, block, n)
-        p = sigmoid(self.teacher.logit(self.teacher.parts(idx, dense)))
+        if self.drift is None:
+            p = sigmoid(self.teacher.logit(self.teacher.parts(idx, dense)))
+        else:  # both teachers read frequency ranks (idx as drawn); the second concept's rows get other values
+            second = self.config.concept_of(np.arange(block * n, block * n + n))
+            p = np.empty(n, dtype=np.float32)
+            for mask, teacher in ((~second, self.teacher), (second, self.drift)):
+                if mask.any():
+                    p[mask] = sigmoid(teacher.logit(teacher.parts(idx[:, mask], dense[mask])))
+            if second.any():
+                idx[:, second] = self._reversed_values(idx[:, second])
         labels = (u_label < p).astype(np.float32)
         return _Block(block * n, labels, dense, idx, p)
 
@@ -153,8 +180,10 @@ class SyntheticCriteo:
         draws = [self._draw(_CALIB, b, br) for b in range(-(-n // br))]
         idx = np.concatenate([d[0] for d in draws], axis=1)[:, :n]
         dense = np.concatenate([d[1] for d in draws])[:n]
-        self.teacher.fit_dense(dense)
-        self.teacher.fit_bias(self.teacher.parts(idx, dense), self.config.positive_rate)
+        for teacher in (self.teacher, self.drift):
+            if teacher is not None:
+                teacher.fit_dense(dense)
+                teacher.fit_bias(teacher.parts(idx, dense), self.config.positive_rate)
 
     @staticmethod
     def _check(n_rows: int, batch_size: int, start: int) -> None:
@@ -214,7 +243,8 @@ class SyntheticCriteo:
         return ((self._raw(blk), blk.p) for blk in self._blocks(self._stream(split), n_rows, batch_size, start))
 
     def value_indices(self, n_rows: int, split: str = "train", start: int = 0) -> np.ndarray:
-        """(n_rows, C) int64 value indices (-1 = missing) behind the keys: index 0 is each field's top value."""
+        """(n_rows, C) int64 value indices (-1 = missing) behind the keys: index 0 is each field's top value (in the
+        second concept of a drifting config, the last index is: see SynthConfig.drift_at)."""
         self._check(n_rows, 1, start)
         blocks = [b.idx for b in self._blocks(self._stream(split), n_rows, max(n_rows, 1), start)]
         return np.concatenate(blocks, axis=1).T if blocks else np.zeros((0, self.config.n_cat), dtype=np.int64)
@@ -315,7 +345,22 @@ class SyntheticCriteo:
     @property
     def state_nbytes(self) -> int:
         """Bytes held by the generator between calls (teacher tables; samplers are closed-form)."""
-        return self.teacher.nbytes + self.key_salts.nbytes + self.dup_salts.nbytes
+        drift = self.drift.nbytes if self.drift is not None else 0
+        return self.teacher.nbytes + drift + self.key_salts.nbytes + self.dup_salts.nbytes
+
+    def hot_keys(self, k: int, second_concept: bool = False) -> dict[str, np.ndarray]:
+        """The keys of the k most frequent values of every non-duplicate categorical field (fewer when the field
+        has fewer values) under the first concept, or the second (drift) one: {field: (k,) uint64}."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        cfg = self.config
+        ranks = np.full((cfg.n_cat, k), -1, dtype=np.int64)
+        for f in self.sources:
+            top = np.arange(min(k, cfg.cat[f].cardinality), dtype=np.int64)
+            ranks[f, :top.size] = top
+        values = self._reversed_values(ranks) if second_concept else ranks
+        keys = value_keys(values, self.key_salts)
+        return {cfg.cat[f].name: keys[f, values[f] >= 0] for f in self.sources}
 
     def write_tsv(self, path: str | os.PathLike[str], n_rows: int, split: str = "train", start: int = 0,
                   progress: bool | Callable[[int], None] | None = None, compresslevel: int = 1) -> int:
@@ -352,6 +397,11 @@ class SyntheticCriteo:
             if tmp.exists():
                 tmp.unlink()
         return written
+
+
+def _drift_seed(seed: int) -> int:
+    """The second concept's teacher seed: a fixed function of the data's seed, in [0, 2^63)."""
+    return int(mix64(np.array([seed ^ _TAG_DRIFT], dtype=np.uint64))[0] >> np.uint64(1))
 
 
 def _mean_kl(a: np.ndarray, c: np.ndarray) -> float:
