@@ -1,9 +1,10 @@
 """WorkerActor: one training worker as a Ray actor (a thin layer over PSTrainer and PSClient).
 
 The coordinator calls `train(epoch, max_batches)` in segments (a checkpoint may come between two segments);
-the worker keeps its data iterator between calls, so `position` (batches consumed this epoch) is its committed
-data position once a segment has returned (all its pushes flushed). `progress()` may be called concurrently
-(the actor runs with max_concurrency > 1) to drive the driver's progress bar.
+the worker keeps its data iterator between calls, so `position` (batches consumed this epoch) and its client's
+next push seq are its committed point once a segment has returned (all its pushes flushed). Each segment returns
+its own progressive log. A restarted incarnation (same worker id in a run) is handed that point by `resume()`.
+`progress()` may be called concurrently (the actor runs with max_concurrency > 1) to drive the progress bar.
 """
 
 from __future__ import annotations
@@ -191,11 +192,6 @@ class WorkerActor:
             y, p = self.log.tail(tail)
             return {"worker": self.index, "epoch": self._epoch, "position": self.position,
                     "examples": self._log_base + self.log.count, "labels": y, "probs": p, "times": self.trainer.times.to_dict()}
-
-    def epoch_log(self) -> tuple[np.ndarray, np.ndarray]:
-        """This epoch's progressive (labels, probabilities), in training order."""
-        with self._lock:
-            return self.log.arrays()
 
     # --- evaluation and reports -------------------------------------------------------------------------------
     @_worker_errors

@@ -175,8 +175,8 @@ class PSTrainer:
 
     def field_sums(self, batches: Iterable[RawBatch], mean: np.ndarray | None = None) -> Any:
         """F-Permutation partial sums (shark.fperm.FieldSums) over `batches`: this worker's share of a scoring
-        pass; a coordinator adds every worker's and finishes the scores (mean: the (F, d) field means fixed
-        after a first pass, for the absolute-value variant)."""
+        pass; a coordinator adds every worker's and finishes the scores ("abs" and "signed" in one pass; mean:
+        the (F, d) field means fixed after a first pass, only for the "abs-mean" variant)."""
         from shark.fperm import FieldScoreAccumulator
 
         self.model.eval()

@@ -20,11 +20,12 @@ def _grow(a: np.ndarray, need: int) -> np.ndarray:
 
 
 class Pool:
-    """Rows of one storage dtype: data (cap, dim), optional per-row scale (cap,) for int8, and a free-list."""
+    """Rows of one storage dtype: data (cap, dim), optional per-row scale (cap,) for int8 (uint16 bfloat16 bits:
+    2 bytes, see shark.quant.codecs.int8_encode(bf16_scale=True)), and a free-list."""
 
     def __init__(self, dim: int, dtype: np.dtype, scaled: bool) -> None:
         self.data = np.zeros((0, dim), dtype=dtype)
-        self.scale = np.zeros(0, dtype=np.float32) if scaled else None
+        self.scale = np.zeros(0, dtype=np.uint16) if scaled else None
         self.free = np.zeros(0, dtype=np.int32)  # stack of reusable slots
         self.top = 0  # slots [0, top) have been handed out at least once
 
@@ -59,13 +60,6 @@ class Pool:
         self.free = np.zeros(0, dtype=np.int32)
         self.top = int(live_slots.shape[0])
 
-    def trim(self) -> None:
-        """Drop growth slack beyond top (slots and free-list unchanged)."""
-        if self.data.shape[0] > self.top:
-            self.data = self.data[: self.top].copy()
-            if self.scale is not None:
-                self.scale = self.scale[: self.top].copy()
-
     def arrays(self) -> dict[str, np.ndarray]:
         out = {"data": self.data, "free": self.free}
         if self.scale is not None:
@@ -89,6 +83,13 @@ class Columns:
         for name, a in self.cols.items():
             self.cols[name] = _grow(a, self.n)
         return np.arange(start, self.n, dtype=np.int64)
+
+    def add(self, name: str, dtype: np.dtype, fill: np.ndarray) -> None:
+        """A new (n,) column holding fill (n,) (a table that starts tracking something per row)."""
+        cap = max([self.n] + [a.shape[0] for a in self.cols.values()])  # the others' growth capacity
+        col = np.zeros(cap, dtype=dtype)
+        col[: self.n] = fill
+        self.cols[name] = col
 
     def shrink(self) -> None:
         """Drop growth slack: capacity = n."""

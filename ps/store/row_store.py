@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ps.store.batch_apply import apply_group, batch_key, read_many, rounding_rng
 from ps.store.config import TableConfig
 from ps.store.dedup import segment_sum
 from ps.store.errors import InvalidRequest, TableExists, UnknownTable
@@ -75,7 +76,18 @@ class RowStore:
         checked = [(t, check_ids(ids, t.cfg.capacity), bool(create))
                    for t, (_, ids, create) in zip(self._distinct_tables(parts, 3), parts)]
         # --- nothing above this line mutates the store ---
-        return [self._pull_one(t, ids, create) for t, ids, create in checked]
+        out: list[np.ndarray | None] = [None] * len(checked)
+        batch, inverses = [], []  # creating pulls: rows decoded together (batch_apply.read_many)
+        for i, (t, ids, create) in enumerate(checked):
+            if not create:
+                out[i] = self._pull_one(t, ids, False)
+                continue
+            uniq, inverse = _unique(ids)
+            batch.append((t, t.ensure(uniq)))
+            inverses.append((i, inverse))
+        for (i, inverse), rows in zip(inverses, read_many(batch)):
+            out[i] = rows if inverse is None else rows[inverse]
+        return out
 
     def pull_many_stored(self, parts: Sequence[tuple[str, np.ndarray, bool]]) -> list[StoredRows]:
         """As pull_many, with the rows in their stored precision (fp32/fp16/int8 + scales) for compressed pulls.
@@ -90,10 +102,8 @@ class RowStore:
     @staticmethod
     def _pull_one(t: Table, ids: np.ndarray, create: bool) -> np.ndarray:
         fetch = (lambda u: t.read(t.ensure(u))) if create else t.peek
-        if ids.shape[0] <= 1 or np.all(ids[1:] > ids[:-1]):  # sorted unique (workers dedup): skip np.unique
-            return fetch(ids)
-        uniq, inverse = np.unique(ids, return_inverse=True)
-        return fetch(uniq)[inverse]
+        uniq, inverse = _unique(ids)
+        return fetch(uniq) if inverse is None else fetch(uniq)[inverse]
 
     def push(self, table: str, ids: np.ndarray, grads: np.ndarray, c_pos: np.ndarray, c_neg: np.ndarray,
              worker_id: int, seq: int) -> PushResult:
@@ -116,8 +126,16 @@ class RowStore:
             if not t.seqs.check(worker_id, seq):  # raises SeqOutOfWindow before anything changes
                 todo.append((t, ids, grads, c_pos, c_neg))
         # --- nothing above this line mutates the store ---
-        for t, ids, grads, c_pos, c_neg in todo:
-            _apply(t, ids, grads, c_pos, c_neg)
+        groups: dict[tuple, list] = {}
+        for part in todo:  # tables sharing an optimizer step and row width are applied in one batch
+            key = batch_key(part[0])
+            if key is None:
+                _apply(*part)
+            else:
+                groups.setdefault(key, []).append(part)
+        for group in groups.values():
+            apply_group(group)
+        for t, *_ in todo:
             t.seqs.mark(worker_id, seq)
         return PushResult(applied=bool(todo), duplicate=not todo)
 
@@ -184,7 +202,7 @@ class RowStore:
         t = self._table(table)
         r = t.lookup(check_ids(ids, t.cfg.capacity))
         out = np.full(r.shape[0], 255, dtype=np.uint8)
-        out[r >= 0] = t.rows["tier"][r[r >= 0]]
+        out[r >= 0] = t.tier_slot(r[r >= 0])[0]
         return out
 
     # --- accounting and checkpoints ---------------------------------------------------------------------------
@@ -207,14 +225,22 @@ class RowStore:
         self._tables[cfg.name] = table_from_arrays(cfg, arrays, self.seq_window)
 
 
+def _unique(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """(unique sorted ids, inverse or None when ids already are sorted unique -- workers dedup, so skip np.unique)."""
+    if ids.shape[0] <= 1 or np.all(ids[1:] > ids[:-1]):
+        return ids, None
+    return np.unique(ids, return_inverse=True)
+
+
 def _apply(t: Table, ids: np.ndarray, grads: np.ndarray, c_pos: np.ndarray, c_neg: np.ndarray) -> None:
     """One validated push into one table: segment-sum, one optimizer step per unique row in fp32, write back into
-    each row's tier, count clicks (F-Q: update priorities, re-tier every fq_retier_every pushes)."""
+    each row's tier (F-Q: update the touched rows' priorities, re-tier every fq_retier_every pushes)."""
     cfg = t.cfg
     t.step += 1
     uniq, g, (cp, cn) = segment_sum(ids, grads, c_pos, c_neg)
     r = t.ensure(uniq)
-    w = t.read(r)
+    split = t.tier_groups(r)  # tier groups, shared by the read and the write-back
+    w = t.read(r, split)
     if cfg.optimizer == "adagrad":
         w, acc = adagrad(w, t.rows["accum"][r], g, cfg.lr, cfg.eps)
         t.rows["accum"][r] = acc
@@ -225,9 +251,9 @@ def _apply(t: Table, ids: np.ndarray, grads: np.ndarray, c_pos: np.ndarray, c_ne
     else:
         w = sgd(w, g, cfg.lr)
     rng = None
-    if cfg.rounding == "stochastic" and t.rows["tier"][r].any():
-        rng = np.random.default_rng([cfg.seed, t.step])  # deterministic per (seed, push step), restorable
-    t.write(r, w, rng)
-    t.add_counts(r, cp, cn)  # and, under F-Q, the touched rows' priorities
-    if cfg.quant == "fq" and t.step % cfg.fq_retier_every == 0:
+    if cfg.rounding == "stochastic" and any(tier != 0 for tier, _, _ in split):
+        rng = rounding_rng(cfg.seed, t.step)  # deterministic per (seed, push step), restorable
+    t.write(r, w, rng, split)
+    t.add_counts(r, cp, cn)  # under F-Q, the touched rows' priorities
+    if t.retier_due():
         t.retier()

@@ -1,7 +1,11 @@
 """Table <-> dict of plain numpy arrays (for a checkpoint writer to store in a no-pickle format).
 
 Pools are saved as they are (tiers, slots, free-lists, int8 scales), so a restore is bit-exact, not re-encoded.
-The id index is rebuilt from row_id. restore validates everything before building the table.
+Every table saves row_id, tier and slot per row (derived for untiered tables) so one validation covers all; the
+id index is rebuilt from row_id. restore validates everything before building the table.
+Format 2 (the slim layout): int8 scales as bfloat16 bits, F-Q priorities as float16 against priority_epoch, no
+click counters or last steps. Format 1 snapshots are converted on restore: priorities
+decayed to the snapshot's step, int8 rows whose float32 scale is not a bfloat16 value re-encoded (nearest).
 """
 
 from __future__ import annotations
@@ -10,24 +14,36 @@ import numpy as np
 
 from ps.store.config import TableConfig
 from ps.store.errors import InvalidRequest
+from ps.store.id_index import BUCKET, MAX_LOAD, IdIndex
 from ps.store.idempotency import SeqTracker
-from ps.store.table import ADAM_COLUMNS, ROW_COLUMNS, Table
-from shark.quant import TIER_INT8, TIER_NAMES
+from ps.store.table import ADAM_COLUMNS, Table
+from shark.quant import TIER_INT8, TIER_NAMES, PriorityRule, int8_decode, int8_encode
+from shark.quant.codecs import bf16_bits, bf16_value
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def table_to_arrays(t: Table) -> dict[str, np.ndarray]:
     n = t.rows.n
     out = {"format_version": np.array(FORMAT_VERSION, dtype=np.int64), "step": np.array(t.step, dtype=np.int64),
            "dim": np.array(t.cfg.dim, dtype=np.int64), "capacity": np.array(t.cfg.capacity, dtype=np.int64)}
-    out.update({k: t.rows[k][:n].copy() for k in ROW_COLUMNS})
-    if t.cfg.optimizer == "adam":  # other tables carry no Adam arrays, so their snapshots are as before
+    tier, slot = t.tier_slot(np.arange(n, dtype=np.int64))
+    out.update({"row_id": t.row_ids().astype(np.int32), "tier": tier, "slot": slot.astype(np.int32)})
+    # Every table's snapshot carries accum (zeros without Adagrad): one file layout for all optimizers.
+    out["accum"] = t.rows["accum"][:n].copy() if "accum" in t.rows.cols else np.zeros(n, np.float32)
+    if "priority" in t.rows.cols:
+        out["priority"] = t.rows["priority"][:n].copy()
+        out["priority_epoch"] = np.array(t.prio_epoch, dtype=np.int64)
+    if t.cfg.optimizer == "adam":  # other tables carry no Adam arrays
         out.update({k: t.rows[k][:n].copy() for k in ADAM_COLUMNS})
     for name, pool in zip(TIER_NAMES, t.pools):
         out[f"{name}_data"] = pool.data[: pool.top].copy()
         out[f"{name}_free"] = pool.free.copy()
     out["int8_scale"] = t.pools[TIER_INT8].scale[: t.pools[TIER_INT8].top].copy()
+    # The index's size decides when it next grows (and, under an F-Q budget, when an early retier comes), so a
+    # restored table keeps it; its layout is rebuilt from row_id.
+    out["index_buckets"] = np.array(t.index.buckets, dtype=np.int64)
+    out["index_grows_pending"] = np.array(int(t.index.grows != t.index_grows_seen), dtype=np.int64)
     out.update(t.seqs.to_arrays())
     return out
 
@@ -43,11 +59,18 @@ def _get(arrays: dict[str, np.ndarray], key: str, dtype: np.dtype, ndim: int) ->
 
 def table_from_arrays(cfg: TableConfig, arrays: dict[str, np.ndarray], seq_window: int) -> Table:
     g = lambda k, dt, nd: _get(arrays, k, dt, nd)
-    if int(g("format_version", np.int64, 0)) != FORMAT_VERSION:
-        raise InvalidRequest("unsupported snapshot format_version")
+    version = int(g("format_version", np.int64, 0))
+    if version not in (1, FORMAT_VERSION):
+        raise InvalidRequest(f"unsupported snapshot format_version {version}")
     if int(g("dim", np.int64, 0)) != cfg.dim or int(g("capacity", np.int64, 0)) != cfg.capacity:
         raise InvalidRequest("snapshot dim/capacity differ from the config")
-    cols = {k: g(k, dt, 1) for k, dt in ROW_COLUMNS.items()}
+    step = int(g("step", np.int64, 0))
+    cols = {"row_id": g("row_id", np.int32, 1), "tier": g("tier", np.uint8, 1), "slot": g("slot", np.int32, 1)}
+    cols["accum"] = g("accum", np.float32, 1)
+    if version == 1:  # float32 priorities with a last step each
+        cols["priority"], cols["last_step"] = g("priority", np.float32, 1), g("last_step", np.uint32, 1)
+    elif cfg.quant == "fq":
+        cols["priority"] = g("priority", np.float16, 1)
     n = cols["row_id"].shape[0]
     if any(c.shape[0] != n for c in cols.values()):
         raise InvalidRequest("snapshot row columns differ in length")
@@ -71,11 +94,33 @@ def table_from_arrays(cfg: TableConfig, arrays: dict[str, np.ndarray], seq_windo
             raise InvalidRequest(f"snapshot {name}_data has NaN/Inf")
         datas.append(data)
         frees.append(free)
-    scale = g("int8_scale", np.float32, 1)
-    if scale.shape[0] != datas[TIER_INT8].shape[0] or not np.isfinite(scale).all() or (scale < 0).any():
+    if version == 1:
+        scale32 = g("int8_scale", np.float32, 1)
+        if not np.isfinite(scale32).all() or (scale32 < 0).any():
+            raise InvalidRequest("snapshot int8_scale is inconsistent")
+        datas[TIER_INT8], scale = _int8_to_bf16_scales(datas[TIER_INT8], scale32)
+    else:
+        scale = g("int8_scale", np.uint16, 1)
+        if not np.isfinite(bf16_value(scale)).all() or (scale >= 0x8000).any():  # sign bit: negative
+            raise InvalidRequest("snapshot int8_scale is inconsistent")
+    if scale.shape[0] != datas[TIER_INT8].shape[0]:
         raise InvalidRequest("snapshot int8_scale is inconsistent")
-    if not np.isfinite(cols["accum"]).all() or not np.isfinite(cols["priority"]).all():
+    if any(not np.isfinite(cols[k]).all() for k in ("accum", "priority") if k in cols):
         raise InvalidRequest("snapshot optimizer state or priorities have NaN/Inf")
+    epoch = step
+    if cfg.quant == "fq":
+        if version == 1:  # decay every priority to the snapshot's step, which becomes the epoch
+            w = PriorityRule(cfg.fq_alpha, cfg.fq_beta).decayed(cols["priority"], cols["last_step"], step)
+            cols["priority"] = np.minimum(w, 65504).astype(np.float16)
+        else:
+            epoch = int(g("priority_epoch", np.int64, 0))
+            if not 0 <= step - epoch:
+                raise InvalidRequest("snapshot priority_epoch is after its step")
+    else:
+        cols.pop("priority", None)
+    cols.pop("last_step", None)
+    if cfg.optimizer != "adagrad":
+        cols.pop("accum", None)
     adam = {}
     if cfg.optimizer == "adam":
         adam = {"adam_m": g("adam_m", np.float32, 2), "adam_v": g("adam_v", np.float32, 2),
@@ -94,17 +139,40 @@ def table_from_arrays(cfg: TableConfig, arrays: dict[str, np.ndarray], seq_windo
            "seq_above": g("seq_above", np.int64, 2)}
     if seq["seq_hw"].shape != seq["seq_workers"].shape or seq["seq_above"].shape[1:] != (2,):
         raise InvalidRequest("snapshot seq arrays are inconsistent")
-    step = int(g("step", np.int64, 0))
+
+    buckets = int(g("index_buckets", np.int64, 0)) if "index_buckets" in arrays else 0
+    if not (buckets == 0 or n <= MAX_LOAD * BUCKET * buckets <= 2**31):
+        raise InvalidRequest("snapshot index_buckets cannot hold its rows")
+    pending = int(g("index_grows_pending", np.int64, 0)) if "index_grows_pending" in arrays else 0
 
     # --- validated: build ---
     table = Table(cfg, seq_window)
-    table.step = step
+    table.step, table.prio_epoch = step, epoch
     rn = table.rows.extend(n)
+    tier, slot = cols.pop("tier"), cols.pop("slot")
     for k, c in {**cols, **adam}.items():
-        table.rows[k][rn] = c
-    table.index[rid] = (rn + 1).astype(np.int32)
+        if k != "row_id":
+            table.rows[k][rn] = c
+    if table.tiered or (tier != table.base_tier).any() or not np.array_equal(slot, rn):
+        table._make_tiered()
+        table._set_loc(rn, tier, slot)
+    table.index = IdIndex(n, buckets=buckets)
+    table.index.insert(rid, rn)
+    table.index_grows_seen = table.index.grows - (1 if pending else 0)
     for pool, data, free in zip(table.pools, datas, frees):
         pool.data, pool.free, pool.top = data.copy(), free.copy(), data.shape[0]
     table.pools[TIER_INT8].scale = scale.copy()
     table.seqs = SeqTracker.from_arrays(seq, seq_window)
     return table
+
+
+def _int8_to_bf16_scales(data: np.ndarray, scale32: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Format 1's float32 int8 scales as bfloat16 bits; rows whose scale is not a bfloat16 value are re-encoded
+    (nearest, from their float32 decoding)."""
+    bits = bf16_bits(scale32)
+    redo = bf16_value(bits) != scale32
+    if redo.any():
+        data = data.copy()
+        q, s = int8_encode(int8_decode(data[redo], scale32[redo]), bf16_scale=True)
+        data[redo], bits[redo] = q, bf16_bits(s)
+    return data, bits

@@ -500,23 +500,18 @@ class Coordinator:
         return {"auc": test["auc"], "logloss": test["logloss"], "finetune_rows": rows, "checkpoint": unpruned}
 
     def _score(self, teacher: dict[str, Any] | None, rows: int) -> dict[str, Any]:
-        """F-Permutation (paper eq. 4) across the workers: pass 1 gathers every worker's partial sums (the signed
-        score and the field means), pass 2 the absolute-value sums with those means fixed; finished here."""
+        """F-Permutation (paper eq. 4) across the workers: one pass gathers every worker's partial sums (the
+        'abs' and 'signed' scores are both plain sums, shark.fperm.taylor); added and finished here."""
         import ray
 
         from shark.fperm import FieldSums, spearman_with
 
         share = -(-rows // len(self.workers))
         t0 = time.perf_counter()
-
-        def gathered(mean: np.ndarray | None) -> FieldSums:  # every worker's partial sums, added
-            parts = ray.get([w.field_sums.remote(mean, share) for w in self.workers])
-            return functools.reduce(operator.add, [FieldSums.from_dict(d) for d in parts])
-
-        first = gathered(None)
-        second = gathered(first.sum_e / max(first.n, 1))
-        out: dict[str, Any] = {"rows": first.n, "seconds": round(time.perf_counter() - t0, 3)}
-        for variant, sums in (("abs", second), ("signed", first)):
+        parts = ray.get([w.field_sums.remote(None, share) for w in self.workers])
+        sums = functools.reduce(operator.add, [FieldSums.from_dict(d) for d in parts])
+        out: dict[str, Any] = {"rows": sums.n, "seconds": round(time.perf_counter() - t0, 3)}
+        for variant in ("abs", "signed"):
             scores = sums.finish(variant)
             out[variant] = {"ranking": scores.ranking(), "scores": scores.as_dict()}
             if teacher is not None:  # synthetic data: how well the ranking matches the known one

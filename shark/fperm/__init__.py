@@ -3,7 +3,7 @@ Taylor expansion of its permutation error, from one forward and one backward pas
 (Permutation, exact permutation, random order) and ranking tools.
 
     batches = materialise(trainer, raw_batches)
-    s = taylor_scores(trainer.model, batches, TaylorConfig("abs"))
+    s = taylor_scores(trainer.model, batches)          # TaylorConfig("abs"): one pass
     s.ranking()                                  # most important first
 """
 
@@ -14,10 +14,11 @@ from shark.fperm.inputs import ScoringBatch, materialise, trainer_batches
 from shark.fperm.permutation import permutation_scores
 from shark.fperm.ranking import average_ranks, bottom_positions, random_scores, spearman, spearman_with
 from shark.fperm.scores import FieldScores
-from shark.fperm.taylor import (FieldScoreAccumulator, FieldSums, field_means, per_sample_gradients, taylor_scores,
-                                taylor_terms)
+from shark.fperm.taylor import (FieldScoreAccumulator, FieldSums, field_means, per_sample_gradients, shuffles,
+                                taylor_scores, taylor_terms)
 
-__all__ = ["VARIANTS", "KeptCurve", "auc_vs_fields_kept", "PermutationConfig", "TaylorConfig", "exact_errors", "exact_permutation_scores", "ScoringBatch",
-           "materialise", "trainer_batches", "permutation_scores", "average_ranks", "bottom_positions",
-           "random_scores", "spearman", "spearman_with", "FieldScores", "FieldScoreAccumulator", "FieldSums",
-           "field_means", "per_sample_gradients", "taylor_scores", "taylor_terms"]
+__all__ = ["VARIANTS", "FieldScoreAccumulator", "FieldScores", "FieldSums", "KeptCurve", "PermutationConfig",
+           "ScoringBatch", "TaylorConfig", "auc_vs_fields_kept", "average_ranks", "bottom_positions", "exact_errors",
+           "exact_permutation_scores", "field_means", "materialise", "per_sample_gradients", "permutation_scores",
+           "random_scores", "shuffles", "spearman", "spearman_with", "taylor_scores", "taylor_terms",
+           "trainer_batches"]

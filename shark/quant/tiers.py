@@ -17,7 +17,7 @@ import numpy as np
 
 TIER_FP32, TIER_FP16, TIER_INT8 = 0, 1, 2
 TIER_NAMES = ("fp32", "fp16", "int8")
-INT8_SCALE_BYTES = 4  # one float32 scale per int8 row
+INT8_SCALE_BYTES = 2  # one bfloat16 scale per int8 row (shark.quant.codecs.int8_encode(bf16_scale=True))
 
 
 def _finite(v: object) -> bool:
@@ -65,8 +65,8 @@ def default_t16_over_t8(dim: int) -> float:
     the RMS rounding error per element relative to the row's range (int8: a step of 2/254, fp16: a relative step of
     2^-10, fp32: 2^-23; RMS = step / sqrt(12), a common factor). Minimising over tiers gives eq. 8 with
     t8 = lam / k1 and t16 = lam / k2 (k1 = error removed per byte int8 -> fp16, k2 = the same fp16 -> fp32), so
-    t16 / t8 = k1 / k2 whatever the budget (about 15 at dim 64, 19 at dim 16). Below dim 5, fp16 is no dearer than
-    int8 + scale and int8 is never worth it (ratio inf: t8 is then unused)."""
+    t16 / t8 = k1 / k2 whatever the budget (about 15 at dim 64, 16 at dim 16). At dim 2 or less, fp16 is no
+    dearer than int8 + scale and int8 is never worth it (ratio inf: t8 is then unused)."""
     e8, e16, e32 = 2.0 / 254.0, 2.0**-10, 2.0**-23
     b32, b16, b8 = 4 * dim, 2 * dim, dim + INT8_SCALE_BYTES
     if b16 <= b8:

@@ -18,13 +18,9 @@ def plot_stream(summary: dict[str, Any], path: Path) -> None:
     curve = st["progressive_windows"]
     drift = st.get("drift") or {}
     samples = (drift.get("tiers") or {}).get("samples") or []
-    with figure(path, width=7.5, height=6.4 if samples else 4.2) as ax:
-        if samples:  # two stacked panels sharing the examples axis
-            fig = ax.figure
-            ax.remove()
-            top, bottom = fig.subplots(2, 1, sharex=True)
-        else:
-            top, bottom = ax, None
+    # two stacked panels sharing the examples axis when there are tier samples
+    with figure(path, width=7.5, height=6.4 if samples else 4.2, nrows=2 if samples else 1, sharex=True) as ax:
+        top, bottom = (ax[0], ax[1]) if samples else (ax, None)
         top.plot([w["examples"] for w in curve], [w["auc"] for w in curve], marker=".", color="tab:blue",
                  label=f"progressive AUC ({st['config']['window']:,}-example windows)")
         top.set_ylabel("AUC")

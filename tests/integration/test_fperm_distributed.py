@@ -1,5 +1,6 @@
 """F-Permutation across workers: partial sums from two workers (each scoring its share of the data on rows pulled
-from the shards) add up to the single-process scores on the same data, to float tolerance."""
+from the shards) add up to the single-process scores on the same data, to float tolerance. The "abs" variant's
+in-batch shuffles depend only on (seed, batch size), so they are the same draws whichever worker holds a batch."""
 
 from __future__ import annotations
 
@@ -40,11 +41,12 @@ def test_worker_partial_sums_merge_into_the_single_pass_scores() -> None:
         b = _trainer(addrs, cfg, "b")  # a second worker: its own model replica, the same shards
         share = [list(gen.batches(4_000, 1000, split="test", start=k * 4_000)) for k in range(2)]
 
-        # pass 1 on both workers -> the coordinator fixes the field means -> pass 2 (absolute variant)
+        # one pass on both workers gives "signed" and "abs" (what the coordinator runs); the coordinator could
+        # then fix the field means for a second pass, which only the "abs-mean" variant needs
         first = a.field_sums(share[0]) + b.field_sums(share[1])
         mean = first.sum_e / first.n
         second = a.field_sums(share[0], mean) + b.field_sums(share[1], mean)
-        merged = {"signed": first.finish("signed"), "abs": second.finish("abs")}
+        merged = {"signed": first.finish("signed"), "abs": first.finish("abs"), "abs-mean": second.finish("abs-mean")}
 
         # the single-process computation on the same data, rows and weights
         whole = [ScoringBatch(torch.from_numpy(bt.dense), emb, torch.from_numpy(bt.labels))

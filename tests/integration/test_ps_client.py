@@ -252,3 +252,30 @@ def test_wait_ready_waits_for_serving() -> None:
         stop_server(server)
     with PSClient(["127.0.0.1:1"], "nobody", retry=FAST) as client, pytest.raises(PSClientError, match="not SERVING"):
         client.wait_ready(0.3)
+
+
+def test_a_successor_resumes_the_seqs_and_resent_steps_are_dropped(cluster: list[str]) -> None:
+    """A restarted worker (same worker id) resumes at its committed seq: the steps its predecessor had delivered
+    are answered DUPLICATE and change nothing; the later ones apply. resume_at is refused once a client pushed."""
+    def step(v: float) -> dict:
+        return {"succ": (np.array([1, 2]), np.full((2, 4), v, np.float32), np.ones(2, np.uint32),
+                         np.zeros(2, np.uint32))}
+
+    with PSClient(cluster, "succ-w", staleness=0, retry=FAST) as first:
+        first.create_tables([TableConfig("succ", 4, 100, "sgd", lr=1.0, init_scale=0.0)])
+        for v in (1.0, 2.0, 4.0):  # seqs 0, 1, 2; the successor's committed point is seq 1
+            first.push(step(v))
+        first.flush()
+        assert first.next_seq == 3
+        with pytest.raises(PSClientError, match="after this client pushed"):
+            first.resume_at(1)
+    with PSClient(cluster, "succ-w", staleness=0, retry=FAST) as second:
+        with pytest.raises(ValueError, match="int >= 0"):
+            second.resume_at(-1)
+        second.resume_at(1)
+        second.push(step(100.0))  # seq 1 again: dropped everywhere
+        second.push(step(100.0))  # seq 2 again: dropped
+        second.push(step(8.0))  # seq 3: new
+        second.flush()
+        rows = second.pull({"succ": np.array([1, 2])}, read_only=True)["succ"]
+    assert np.array_equal(rows, np.full((2, 4), -(1.0 + 2.0 + 4.0 + 8.0), np.float32))

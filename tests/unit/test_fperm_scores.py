@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from shark.fperm import (FieldScoreAccumulator, FieldScores, FieldSums, PermutationConfig, ScoringBatch,
-                         TaylorConfig, exact_errors, exact_permutation_scores, field_means, per_sample_gradients,
-                         permutation_scores, taylor_scores, taylor_terms)
+from shark.fperm import (FieldScoreAccumulator, FieldScores, FieldSums, PermutationConfig, ScoringBatch, TaylorConfig,
+                         exact_errors, exact_permutation_scores, field_means, per_sample_gradients, permutation_scores,
+                         shuffles, taylor_scores, taylor_terms)
 from shark.model import DenseDLRM, DLRMConfig
 
 
@@ -36,12 +36,12 @@ def test_per_sample_gradients_match_one_sample_at_a_time():
     assert all(p.grad is None for p in model.parameters())
 
 
-@pytest.mark.parametrize("variant", ["signed", "abs"])
+@pytest.mark.parametrize("variant", ["signed", "abs", "abs-mean"])
 def test_split_and_merge_equals_one_pass(variant):
     model = _model()
     batches = _batches(model, 6)
     one = taylor_scores(model, batches, TaylorConfig(variant))
-    mean = field_means(model, batches) if variant == "abs" else None
+    mean = field_means(model, batches) if variant == "abs-mean" else None
     # three "workers" with uneven shares; partial sums travel as plain dicts
     parts = []
     for share in (batches[:1], batches[1:4], batches[4:]):
@@ -73,7 +73,7 @@ def test_signed_score_is_mean_of_per_sample_terms():
     terms = torch.cat([taylor_terms(model, model.field_vectors(b.dense, b.emb).detach(), b.labels, mean)
                        for b in batches])
     signed = taylor_scores(model, batches, TaylorConfig("signed"))
-    absolute = taylor_scores(model, batches, TaylorConfig("abs"))
+    absolute = taylor_scores(model, batches, TaylorConfig("abs-mean"))
     np.testing.assert_allclose(signed.scores, terms.double().mean(0).numpy(), rtol=1e-4, atol=1e-7)
     np.testing.assert_allclose(absolute.scores, terms.abs().double().mean(0).numpy(), rtol=1e-4, atol=1e-7)
     assert signed.method == "fperm-signed" and absolute.fields == tuple(model.fields)
@@ -137,12 +137,58 @@ def test_configs_and_sums_are_validated():
         acc.finish()
     b = _batches(model, 1)[0]
     acc.add(model, b.dense, b.emb, b.labels)
-    with pytest.raises(ValueError, match="abs"):
-        acc.finish("abs")
+    with pytest.raises(ValueError, match="abs-mean"):
+        acc.finish("abs-mean")
     other = FieldScoreAccumulator(["a", "b"], model.config.embedding_dim)
     with pytest.raises(ValueError, match="different fields"):
         acc.merge(other)
     with pytest.raises(ValueError, match="twice"):
-        taylor_scores(model, iter(_batches(model, 1)), TaylorConfig("abs"))
+        taylor_scores(model, iter(_batches(model, 1)), TaylorConfig("abs-mean"))
+    for bad in ({"draws": 0}, {"draws": 65}, {"seed": -1}):
+        with pytest.raises(ValueError):
+            TaylorConfig("abs", **bad)
+    four, one = FieldScoreAccumulator(model.fields, model.config.embedding_dim), \
+        FieldScoreAccumulator(model.fields, model.config.embedding_dim, draws=1)
+    with pytest.raises(ValueError, match="shuffles"):
+        four.merge(one)
     with pytest.raises(ValueError):
         FieldScores("x", ("a", "b"), np.zeros(3))
+
+
+def test_abs_is_the_mean_of_first_order_changes_over_in_batch_shuffles():
+    """'abs' = mean over samples and the K seeded in-batch shuffles of |g(x) . (e(partner) - e(x))|, computed
+    here one draw and one field at a time."""
+    model = _model()
+    batches = _batches(model, 3, b=50)
+    cfg = TaylorConfig("abs", draws=3, seed=4)
+    got = taylor_scores(model, batches, cfg)
+    total = torch.zeros(len(model.fields), dtype=torch.float64)
+    for b in batches:
+        v = model.field_vectors(b.dense, b.emb).detach()
+        _, g = per_sample_gradients(model, v, b.labels)
+        for perm in shuffles(len(b), cfg.draws, cfg.seed):
+            for f in range(len(model.fields)):
+                total[f] += (g[:, f] * (v[perm, f] - v[:, f])).sum(1).abs().sum().double()
+    np.testing.assert_allclose(got.scores, (total / (150 * 3)).numpy(), rtol=1e-5)
+    assert got.method == "fperm-abs"
+
+
+def test_shuffles_depend_only_on_seed_and_batch_size():
+    a, b = shuffles(64, 4, 0), shuffles(64, 4, 0)
+    assert torch.equal(a, b) and a.shape == (4, 64)
+    assert all(torch.equal(torch.sort(p).values, torch.arange(64)) for p in a)  # permutations
+    assert not torch.equal(a, shuffles(64, 4, 1)) and not torch.equal(a[0], a[1])
+
+
+def test_abs_scores_a_constant_field_zero_and_do_not_depend_on_batch_order():
+    """A field with one value cannot change under a shuffle: 'abs' gives it exactly 0. The shuffles depend on
+    (seed, batch size) only, so reordering the batches (as a split over workers does) changes nothing."""
+    model = _model(tables=4, n_dense=0)
+    batches = _batches(model, 4, b=128)
+    for b in batches:
+        b.emb[:, 3] = 0.7  # C4 constant
+    fp = taylor_scores(model, batches, TaylorConfig("abs", draws=2))
+    assert fp.as_dict()["C4"] == pytest.approx(0.0, abs=1e-12) and fp.ranking()[-1] == "C4"
+    assert (fp.scores[:3] > 0).all()
+    again = taylor_scores(model, batches[::-1], TaylorConfig("abs", draws=2))
+    np.testing.assert_allclose(again.scores, fp.scores, rtol=1e-9)

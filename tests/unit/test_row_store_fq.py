@@ -40,7 +40,7 @@ def test_budget_half_of_fp32_holds_and_hot_rows_are_fp32_cold_int8():
     assert (tiers[:5] == 0).all()  # the hottest ids
     w = s.priorities("t", np.arange(n))
     assert (tiers[w == 0] == 2).all() and (w == 0).sum() > n // 4  # never pushed: int8
-    assert (tiers[n // 2:] == 2).mean() > 0.5 and (tiers[n // 2:] != 0).all()  # the long tail
+    assert (tiers[n // 2:] == 2).mean() > 0.5 and (tiers[n // 2:] == 0).mean() < 0.01  # the long tail
     assert w[0] > w[100] > 0 and (np.diff(tiers[np.argsort(w, kind="stable")].astype(int)) <= 0).all()
     m = s.memory_bytes("t")
     assert m["payload_bytes"] < 0.5 * m["payload_bytes_fp32"] and m["free_lists"] == 0

@@ -218,6 +218,11 @@ class PSClient:
                         acc[key][k] = acc[key].get(k, 0) + v
         return out
 
+    def shard_rss(self) -> list[int]:
+        """Each shard process's resident memory (bytes, VmRSS; 0 if the shard cannot tell), in shard order."""
+        reps = self._every_shard("TableStats", ps_pb2.TableStatsRequest())
+        return [int(reps[s].process_rss_bytes) for s in sorted(reps)]
+
     def restore(self, directory: str, tag: str) -> int:
         """Every shard replaces its state with checkpoint `tag` (a rollback; its push log starts over from it).
         Returns the number of tables restored on shard 0."""

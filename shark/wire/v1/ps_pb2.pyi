@@ -225,10 +225,12 @@ class TableStats(_message.Message):
     def __init__(self, name: _Optional[str] = ..., rows: _Optional[int] = ..., bytes_by_kind: _Optional[_Mapping[str, int]] = ..., rows_by_tier: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class TableStatsResponse(_message.Message):
-    __slots__ = ("tables",)
+    __slots__ = ("tables", "process_rss_bytes")
     TABLES_FIELD_NUMBER: _ClassVar[int]
+    PROCESS_RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
     tables: _containers.RepeatedCompositeFieldContainer[TableStats]
-    def __init__(self, tables: _Optional[_Iterable[_Union[TableStats, _Mapping]]] = ...) -> None: ...
+    process_rss_bytes: int
+    def __init__(self, tables: _Optional[_Iterable[_Union[TableStats, _Mapping]]] = ..., process_rss_bytes: _Optional[int] = ...) -> None: ...
 
 class CheckpointRequest(_message.Message):
     __slots__ = ("directory", "tag")
