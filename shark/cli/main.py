@@ -6,6 +6,7 @@ import click
 
 from shark import __version__
 from shark.cli.bench_cmd import bench
+from shark.cli.bench_load_cmd import load
 from shark.cli.bench_quant_cmd import quant
 from shark.cli.compress_cmd import compress
 from shark.cli.data_cmd import data
@@ -28,6 +29,7 @@ cli.add_command(evaluate)
 cli.add_command(compress)
 cli.add_command(data)
 bench.add_command(quant)
+bench.add_command(load)
 cli.add_command(bench)
 cli.add_command(status)
 

@@ -116,6 +116,9 @@ def format_summary(summary: dict[str, Any]) -> str:
             t = mem["rows_by_tier"]
             line += (f" ({mem['fraction_of_fp32']:.1%} of the same rows in fp32; rows fp32 {t['fp32']:,}, "
                      f"fp16 {t['fp16']:,}, int8 {t['int8']:,})")
+        if any(mem.get("shard_rss_bytes") or ()):
+            line += "; shard processes' resident memory " + ", ".join(
+                f"{b / 2**20:,.0f}" for b in mem["shard_rss_bytes"]) + " MiB"
         lines.append(line)
     fs = summary.get("field_scores")
     if fs:

@@ -35,6 +35,8 @@ def test_compress_deletes_tables_everywhere_and_reports(ray_session, tmp_path: P
     phases = [p["phase"] for p in s["phases"]]
     assert {"scoring", "deleting", "fine_tuning"} <= set(phases) and phases[-1] == "done"
     assert np.isfinite(c["memory_fraction"])
+    rss = s["model"]["embedding_memory"]["shard_rss_bytes"]  # each shard process's resident memory
+    assert len(rss) == 2 and all(50 << 20 < b < 8 << 30 for b in rss), rss
     # the control: the unpruned model fine-tuned on the accepted rounds' fresh rows, compared
     k = c["control"]
     assert k["finetune_rows"] == 6000 * len(kept) and 0.5 < k["auc"] < 1.0
