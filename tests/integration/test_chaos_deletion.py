@@ -10,7 +10,6 @@ Three interleavings, each on three shard actors with push logs:
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ import ray
 from ps.actor import RayShardActor
 from ps.store import TableConfig
 from shark.wire.v1 import ps_pb2
+from tests.integration.actors import new_incarnation
 from worker.client import PSClient, RetryPolicy
 
 SHARDS = 3
@@ -40,19 +40,6 @@ def _push_some(client: PSClient, rng: np.random.Generator, steps: int) -> None:
                         np.ones(ids.size, np.uint32), np.zeros(ids.size, np.uint32))
         client.push(parts)
     client.flush()
-
-
-def _new_incarnation(actor, old_pid: int) -> dict:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # ray.kill is asynchronous: wait for the restarted process
-        try:
-            info = ray.get(actor.info.remote(), timeout=10)
-            if info["pid"] != old_pid:
-                return info
-        except ray.exceptions.RayActorError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("the shard actor did not come back within 60 s")
 
 
 def _tables_per_shard(actors: list) -> list[set[str]]:
@@ -85,7 +72,7 @@ def test_shard_killed_mid_deletion_leaves_a_consistent_cluster(ray_session, tmp_
             elif interleaving == "killed-after-its-drop":
                 client._call(victim, "DropTable", drop, ("b",))  # applied and logged on the victim only
                 ray.kill(actors[victim], no_restart=False)
-                back = _new_incarnation(actors[victim], infos[victim]["pid"])
+                back = new_incarnation(actors[victim], infos[victim]["pid"])
                 assert "b" not in back["tables"], back  # its recovery replayed the logged drop: b stays gone
                 client.drop_table("b")
             else:
@@ -96,7 +83,7 @@ def test_shard_killed_mid_deletion_leaves_a_consistent_cluster(ray_session, tmp_
                 assert not dropper.is_alive()
                 client.drop_table("b")  # whatever the race gave, the retried deletion completes it
 
-            again = _new_incarnation(actors[victim], infos[victim]["pid"])
+            again = new_incarnation(actors[victim], infos[victim]["pid"])
             assert again["restarted"] and again["restored_tag"] == "c1", again
             assert again["address"] == addresses[victim]
 

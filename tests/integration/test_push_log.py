@@ -3,7 +3,6 @@ the newest checkpoint its push log knows, plus the log since."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ import ray
 
 from ps.actor import RayShardActor
 from ps.store import TableConfig
+from tests.integration.actors import new_incarnation
 from worker.client import PSClient, RetryPolicy
 
 CFG = TableConfig(name="emb", dim=8, capacity=5000, optimizer="adagrad", lr=0.05, seed=1)
@@ -20,19 +20,6 @@ def _parts(rng: np.random.Generator) -> dict:
     ids = np.unique(rng.integers(0, 5000, 300))
     return {"emb": (ids, rng.standard_normal((ids.size, 8)).astype(np.float32),
                     np.ones(ids.size, np.uint32), np.zeros(ids.size, np.uint32))}
-
-
-def _new_incarnation(actor, old_pid: int) -> dict:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # ray.kill is asynchronous: wait for the restarted process
-        try:
-            info = ray.get(actor.info.remote(), timeout=10)
-            if info["pid"] != old_pid:
-                return info
-        except ray.exceptions.RayActorError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("the shard actor did not come back within 60 s")
 
 
 def test_killed_shard_recovers_every_acknowledged_push(ray_session, tmp_path: Path) -> None:
@@ -54,7 +41,7 @@ def test_killed_shard_recovers_every_acknowledged_push(ray_session, tmp_path: Pa
             # (pushes in flight together may be applied in either order: compare with the shard's own state)
             before = client.pull({"emb": ids}, read_only=True)["emb"]
         ray.kill(actor, no_restart=False)  # a crash: no checkpoint after step 9
-        info2 = _new_incarnation(actor, info["pid"])
+        info2 = new_incarnation(actor, info["pid"])
         assert info2["restarted"] and info2["restored_tag"] == "c1" and info2["replayed"] == 20
         assert info2["address"] == info["address"]  # it bound its old address again: clients keep their channels
         with PSClient([info2["address"]], "check", staleness=0, retry=RetryPolicy(deadline_s=10)) as client:
