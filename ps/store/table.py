@@ -240,11 +240,13 @@ class Table:
                           self.pools[TIER_FP16].data[s16], i8.data[s8], bf16_value(i8.scale[s8]))
 
     def peek_stored(self, uniq: np.ndarray) -> StoredRows:
-        """As peek(), in stored precision: absent rows travel as fp32 initial values (the same floats)."""
+        """As peek(), in stored precision: absent rows travel as fp32 initial values (the same floats) with the
+        wire tier TIER_ABSENT, so a reader can tell them from stored rows."""
         r = self.lookup(uniq)
-        if not (r < 0).any():
+        absent = r < 0
+        if not absent.any():
             return self.read_stored(r)
-        return StoredRows.all_fp32(self.peek(uniq))
+        return StoredRows.with_absent(self.read_stored(r[~absent]), absent, self.peek(uniq[absent]))
 
     def write(self, r: np.ndarray, values: np.ndarray, rng: np.random.Generator | None,
               split: list | None = None) -> None:

@@ -103,7 +103,7 @@ class DriftTracker:
         from shark.coordinator.tier_probe import probe_tiers
 
         t0 = time.perf_counter()
-        fractions = probe_tiers(self.coord.client, self.hot, self.coord.config)
+        fractions = probe_tiers(self.coord.client, self.hot)
         self.samples.append({"examples": int(examples), **fractions,
                              "seconds": round(time.perf_counter() - t0, 4)})
 

@@ -7,6 +7,8 @@ import numpy as np
 
 from ps.server import start_server, stop_server
 from ps.store import RowStore, TableConfig
+from shark.quant.stored import TIER_ABSENT
+from shark.quant.tiers import TIER_FP32, TIER_INT8
 from worker.client import PSClient
 
 
@@ -39,6 +41,26 @@ def test_stored_precision_pulls_equal_fp32_pulls_at_fewer_bytes() -> None:
         fp32 = per_table["f32"]
         assert fp32 >= 64  # 16 float32 per row
         assert per_table["q8"] <= 0.5 * fp32 and per_table["q16"] <= 0.6 * fp32, per_table
+    finally:
+        for server, _ in servers:
+            stop_server(server)
+
+
+def test_pull_tiers_reports_each_rows_tier_and_absent_rows_without_creating_them() -> None:
+    stores = [RowStore(), RowStore()]
+    servers = [start_server(s) for s in stores]
+    try:
+        with PSClient([f"127.0.0.1:{port}" for _, port in servers], "tiers-w", stored_precision=True) as client:
+            client.create_tables([TableConfig("q8", 16, 10_000, quant="int8"), TableConfig("f32", 16, 10_000)])
+            made = np.arange(0, 200, 2)
+            client.pull({"q8": made, "f32": made})  # creates these rows
+            asked = np.arange(200)
+            rows_before = sum(s.stats(t)["rows"] for s in stores for t in ("q8", "f32"))
+            tiers = client.pull_tiers({"q8": asked, "f32": asked})
+            assert sum(s.stats(t)["rows"] for s in stores for t in ("q8", "f32")) == rows_before  # none created
+        created = np.isin(asked, made)
+        assert (tiers["q8"][created] == TIER_INT8).all() and (tiers["q8"][~created] == TIER_ABSENT).all()
+        assert (tiers["f32"][created] == TIER_FP32).all() and (tiers["f32"][~created] == TIER_ABSENT).all()
     finally:
         for server, _ in servers:
             stop_server(server)

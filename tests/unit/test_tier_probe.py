@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from shark.coordinator.stream_loop import drift_report
-from shark.coordinator.tier_probe import HotRows, absent_mask
+from shark.coordinator.tier_probe import HotRows
 from shark.data.synthetic import SynthConfig, SyntheticCriteo
+from shark.quant.stored import TIER_ABSENT, check_stored, decode_stored
 from shark.report.writer import write_report
 from shark.train.config import TrainConfig
 
@@ -53,12 +54,16 @@ def test_read_only_pulls_change_nothing() -> None:
     assert _state(s) == before
 
 
-def test_absent_rows_are_told_from_trained_ones() -> None:
+def test_a_read_only_stored_pull_marks_absent_rows_and_decodes_as_a_float_pull() -> None:
     s = _store()
     ids = np.arange(1 << 12)
-    present = s.tiers("C1", ids) != 255
-    rows = s.pull_many([("C1", ids, False)])[0]
-    np.testing.assert_array_equal(absent_mask("C1", ids, rows, CFG), ~present)
+    stored = s.pull_many_stored([("C1", ids, False)])[0]
+    check_stored(stored, ids.size)
+    expected = s.tiers("C1", ids).copy()
+    expected[expected == 255] = TIER_ABSENT  # the store's "no row" becomes the wire's absent code
+    np.testing.assert_array_equal(stored.tiers, expected)
+    assert (stored.tiers == TIER_ABSENT).any() and (stored.tiers != TIER_ABSENT).any()
+    np.testing.assert_array_equal(decode_stored(stored), s.pull_many([("C1", ids, False)])[0])
 
 
 def test_hot_rows_of_both_concepts_are_disjoint() -> None:

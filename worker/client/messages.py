@@ -12,12 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shark.quant.stored import StoredRows, check_stored, decode_stored
+from shark.quant.stored import TIER_ABSENT, StoredRows, check_stored, decode_stored
 from shark.wire.tensors import DEFAULT_MAX_BYTES, WireError, decode_tensor, encode_tensor
 from shark.wire.v1 import ps_pb2
 from worker.client.routing import ShardRouter
 
-__all__ = ["PullPlan", "as_unique_ids", "assemble_pull", "assign_requests", "plan_pull", "push_requests"]
+__all__ = ["PullPlan", "as_unique_ids", "assemble_pull", "assemble_tiers", "assign_requests", "plan_pull", "push_requests"]
 
 PushPart = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # ids, grads, c_pos, c_neg
 
@@ -74,6 +74,26 @@ def assemble_pull(plan: PullPlan, replies: dict[int, ps_pb2.PullManyResponse],
             elif dest.shape[1] != rows.shape[1]:
                 raise WireError(f"{table}: shards disagree on dim ({dest.shape[1]} vs {rows.shape[1]})")
             dest[pos] = rows
+    return out
+
+
+def assemble_tiers(plan: PullPlan, replies: dict[int, ps_pb2.PullManyResponse],
+                   max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, np.ndarray]:
+    """From stored-precision replies, each asked id's tier in the input order: (n,) uint8 per table, TIER_FP32 /
+    TIER_FP16 / TIER_INT8, or TIER_ABSENT for an id not in the store (read-only pulls)."""
+    out: dict[str, np.ndarray] = {}
+    for shard, parts in plan.positions.items():
+        reply = replies[shard]
+        if len(reply.parts) != len(parts):
+            raise WireError(f"shard {shard}: {len(reply.parts)} parts in the reply, {len(parts)} asked for")
+        for (table, pos), part in zip(parts, reply.parts):
+            if not part.HasField("tiers"):
+                raise WireError(f"{table}: the reply carries no tiers (not a stored-precision pull)")
+            tiers = decode_tensor(part.tiers, name=f"{table} tiers", expect_dtype="uint8",
+                                  expect_shape=(pos.shape[0],), max_bytes=max_bytes)
+            if tiers.size and int(tiers.max()) > TIER_ABSENT:
+                raise WireError(f"{table}: tier codes must be in 0..{TIER_ABSENT}")
+            out.setdefault(table, np.empty(plan.sizes[table], np.uint8))[pos] = tiers
     return out
 
 

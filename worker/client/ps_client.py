@@ -33,7 +33,14 @@ from ps.store import TableConfig
 from shark.wire.tensors import WireError
 from shark.wire.v1 import ps_pb2, ps_pb2_grpc
 from worker.client.counters import ClientCounters
-from worker.client.messages import PushPart, assemble_pull, assign_requests, plan_pull, push_requests
+from worker.client.messages import (
+    PushPart,
+    assemble_pull,
+    assemble_tiers,
+    assign_requests,
+    plan_pull,
+    push_requests,
+)
 from worker.client.push_window import PushWindow
 from worker.client.retry import PSClientError, RetryPolicy, call_with_retry
 from worker.client.routing import ShardRouter
@@ -266,6 +273,20 @@ class PSClient:
         self.counters.add("pull_bytes", sum(r.ByteSize() for r in replies.values()))
         self.counters.add("pull_latency_s", time.perf_counter() - start)
         return out
+
+    def pull_tiers(self, ids_by_table: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Where rows sit, without touching them: a read-only stored-precision pull (no row created, no priority
+        changed) -> {table: (n,) uint8} in the input order: TIER_FP32 / TIER_FP16 / TIER_INT8, or TIER_ABSENT
+        (shark.quant.stored) for ids not in the store."""
+        plan = plan_pull(self.router, ids_by_table, read_only=True, stored_precision=True)
+        replies = self._on_all(self._pull_pool, {
+            s: (lambda s=s, r=r: self._call(s, "PullMany", r, [p.table for p in r.parts]))
+            for s, r in plan.requests.items()})
+        try:
+            return assemble_tiers(plan, replies, max_bytes=max(self.max_message_bytes, 256 << 20))
+        except WireError as exc:
+            raise PSClientError(f"PullMany: malformed reply: {exc}", rpc="PullMany", tables=tuple(plan.sizes),
+                                code="INVALID_REPLY", details=str(exc)) from None
 
     def push(self, parts: dict[str, PushPart]) -> int:
         """Push one step: {table: (unique ids, grads (n, dim) float32, c_pos (n,), c_neg (n,))}. Returns the step's
