@@ -54,6 +54,7 @@ class WorkerActor:
         # its committed position (resume()), so the shards drop as duplicates the pushes its predecessor had
         # already delivered and apply the rest: each step once on every shard. Without a run id, a fresh id.
         self.worker_id = f"{run_id}-worker-{index}" if run_id else f"worker-{index}-{uuid.uuid4().hex[:12]}"
+        self.base_worker_id = self.worker_id
         # With F-Quantization the rows travel in their stored precision (fp16/int8 bytes, decoded here).
         self.client = PSClient(addresses, worker_id=self.worker_id, staleness=staleness,
                                retry=retry, stored_precision=config.quant != "none", security=security)
@@ -98,6 +99,13 @@ class WorkerActor:
         for name in dropped:
             self.trainer.drop_field(name)
         return list(self.trainer.model.fields)
+
+    @_worker_errors
+    def after_restore(self, timeline: int) -> str:
+        """The shards were rolled back to a checkpoint: push as a new worker id from seq 0 (PSClient.start_timeline).
+        The id is a function of the run and the rollback count, so it is the same in every incarnation."""
+        self.client.start_timeline(f"{self.base_worker_id}-t{timeline}")
+        return self.client.worker_id
 
     def ping(self) -> dict[str, Any]:
         import ray

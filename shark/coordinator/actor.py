@@ -54,6 +54,7 @@ class Coordinator:
         self.positions: dict[int, int] = {}  # worker -> batches trained this epoch, at the last segment boundary
         self.seqs: dict[int, int] = {}  # worker -> its next push seq at that boundary (a restart resumes there)
         self.worker_restarts: list[dict[str, Any]] = []
+        self.rollbacks = 0  # shard restores to an earlier checkpoint (each starts the workers' new push ids)
         self.epoch = 0
         self.train_seconds = 0.0
         self._train_started: float | None = None
@@ -449,7 +450,7 @@ class Coordinator:
                            "accepted": ok})
             if not ok:
                 self.sm.move(Phase.ROLLING_BACK, f"round {r}: AUC {test['auc']:.4f} < floor {policy.auc_floor:.4f}")
-                self.client.restore(self.cluster.checkpoint_dir, before)
+                self._restore_all(before)
                 ray.get([w.reset_fields.remote(dropped) for w in self.workers])
                 self.fields.extend(victims)
                 self.sm.move(Phase.EVALUATING, "the model before the rejected round")
@@ -469,6 +470,17 @@ class Coordinator:
                 "fields_kept": list(self.fields), "memory_bytes": memory, "memory_fraction": memory / base_memory,
                 "auc_relative_change": final["auc"] / base_test["auc"] - 1.0, "final_test": final}
 
+    def _restore_all(self, tag: str) -> None:
+        """Roll every shard back to checkpoint `tag`; the workers then push as new ids from seq 0 (the restored
+        idempotency windows know their seqs only up to that checkpoint)."""
+        import ray
+
+        assert self.cluster.checkpoint_dir
+        self.client.restore(self.cluster.checkpoint_dir, tag)
+        self.rollbacks += 1
+        ray.get([w.after_restore.remote(self.rollbacks) for w in self.workers])
+        self.seqs = {i: 0 for i in range(len(self.workers))}
+
     def _finetune(self, rows: int, offset: int) -> None:
         import ray
 
@@ -487,14 +499,14 @@ class Coordinator:
         kept_fields = list(self.fields)
         rows = rounds * cc.finetune_rows
         self.sm.move(Phase.FINE_TUNING, f"control: the unpruned model on the same {rows:,} fresh rows")
-        self.client.restore(directory, unpruned)
+        self._restore_all(unpruned)
         ray.get([w.reset_fields.remote([]) for w in self.workers])
         self.fields = list(self._initial_fields)
         self._finetune(rows, 0)  # offsets 0.. as rounds 1..k used
         self.sm.move(Phase.EVALUATING, "control")
         test = self._evaluate()
         self.sm.move(Phase.ROLLING_BACK, "back to the pruned model")
-        self.client.restore(directory, pruned)
+        self._restore_all(pruned)
         ray.get([w.reset_fields.remote(dropped) for w in self.workers])
         self.fields = kept_fields
         return {"auc": test["auc"], "logloss": test["logloss"], "finetune_rows": rows, "checkpoint": unpruned}

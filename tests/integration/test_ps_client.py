@@ -279,3 +279,32 @@ def test_a_successor_resumes_the_seqs_and_resent_steps_are_dropped(cluster: list
         second.flush()
         rows = second.pull({"succ": np.array([1, 2])}, read_only=True)["succ"]
     assert np.array_equal(rows, np.full((2, 4), -(1.0 + 2.0 + 4.0 + 8.0), np.float32))
+
+
+def test_after_a_rollback_a_new_timeline_keeps_pushes_inside_the_window(tmp_path) -> None:
+    """Shards restored to an earlier checkpoint remember a worker's seqs only up to it: a client that pushed more
+    than the window since would be refused (SeqOutOfWindow); start_timeline continues as a new id from seq 0."""
+    server, port = start_server(RowStore(seq_window=8))
+    addr = f"127.0.0.1:{port}"
+    step = {"tl": (np.array([1]), np.ones((1, 4), np.float32), np.ones(1, np.uint32), np.zeros(1, np.uint32))}
+    try:
+        with PSClient([addr], "tl-w", staleness=0, retry=FAST) as client:
+            client.create_tables([TableConfig("tl", 4, 100, "sgd", lr=1.0, init_scale=0.0)])
+            client.push(step)
+            client.checkpoint(str(tmp_path), "before")
+            for _ in range(12):
+                client.push(step)
+            client.restore(str(tmp_path), "before")
+            with pytest.raises(PSClientError, match="seq"):
+                client.push(step)
+                client.flush()
+        with PSClient([addr], "tl-w2", staleness=0, retry=FAST) as client:
+            client.restore(str(tmp_path), "before")
+            client.start_timeline("tl-w-t1")
+            for _ in range(3):
+                client.push(step)
+            client.flush()
+            rows = client.pull({"tl": np.array([1])}, read_only=True)["tl"]
+        assert np.array_equal(rows, np.full((1, 4), -4.0, np.float32))  # 1 before the checkpoint + 3 after
+    finally:
+        stop_server(server)

@@ -323,6 +323,17 @@ class PSClient:
                 raise ValueError(f"seq must be an int >= 0, got {seq!r}")
             self._seq = seq
 
+    def start_timeline(self, worker_id: str) -> None:
+        """After the shards were restored to an earlier checkpoint (a rollback), continue as `worker_id` from seq
+        0: the restored idempotency window remembers this client's seqs only up to that checkpoint, so its
+        later seqs could fall beyond the window (SeqOutOfWindow) and must not be compared with the abandoned
+        timeline's. Waits for the pushes in flight first."""
+        if not isinstance(worker_id, str) or not worker_id:
+            raise ValueError("worker_id must be a non-empty str")
+        with self._push_lock:
+            self.window.flush()
+            self.worker_id, self._seq = worker_id, 0
+
     def flush(self) -> None:
         """Wait until every push of this client is acknowledged; raise the first failure not yet reported."""
         start = time.perf_counter()
