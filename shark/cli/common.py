@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from shark.data.errors import DataError
+from shark.report.writer import jsonable
 
 
 def load_config_defaults(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -90,7 +91,7 @@ def run_user_errors(fn, *args: Any, settings: bool = False, **kwargs: Any) -> An
 
 
 def emit_json(summary: dict[str, Any], json_out: str | None, to_stdout: bool) -> None:
-    text = json.dumps(summary, indent=2, default=_jsonable)
+    text = json.dumps(summary, indent=2, default=jsonable)
     if json_out:
         out = Path(json_out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -98,11 +99,3 @@ def emit_json(summary: dict[str, Any], json_out: str | None, to_stdout: bool) ->
         click.echo(f"summary written to {out}", err=True)
     if to_stdout:
         click.echo(text)
-
-
-def _jsonable(x: Any) -> Any:
-    if hasattr(x, "item"):
-        return x.item()
-    if isinstance(x, (set, tuple)):
-        return list(x)
-    return str(x)

@@ -30,7 +30,7 @@ def write_report(summary: dict[str, Any], directory: str | Path, name: str = "su
     except OSError as exc:
         raise ValueError(f"report directory {out}: {exc.strerror or exc}") from None
     path = out / name
-    path.write_text(json.dumps(summary, indent=2, default=_jsonable) + "\n")
+    path.write_text(json.dumps(summary, indent=2, default=jsonable) + "\n")
     written = [path]
     for file, has_data, plot in PLOTS:  # not `name`: that is the summary's file name
         if has_data(summary):
@@ -39,7 +39,8 @@ def write_report(summary: dict[str, Any], directory: str | Path, name: str = "su
     return written
 
 
-def _jsonable(x: Any) -> Any:
+def jsonable(x: Any) -> Any:
+    """json.dumps' default for summaries: numpy scalars and arrays, sets and tuples; anything else as text."""
     if hasattr(x, "item"):  # numpy scalars
         return x.item()
     if hasattr(x, "tolist"):  # numpy arrays

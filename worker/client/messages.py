@@ -8,6 +8,7 @@ below which its idempotency window never advances (after `seq_window` steps it w
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +18,8 @@ from shark.wire.tensors import DEFAULT_MAX_BYTES, WireError, decode_tensor, enco
 from shark.wire.v1 import ps_pb2
 from worker.client.routing import ShardRouter
 
-__all__ = ["PullPlan", "as_unique_ids", "assemble_pull", "assemble_tiers", "assign_requests", "plan_pull", "push_requests"]
+__all__ = ["PullPlan", "as_unique_ids", "assemble_pull", "assemble_tiers", "assign_requests", "plan_pull",
+           "push_requests"]
 
 PushPart = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # ids, grads, c_pos, c_neg
 
@@ -58,22 +60,18 @@ def assemble_pull(plan: PullPlan, replies: dict[int, ps_pb2.PullManyResponse],
     """Scatter every shard's rows back into (n, dim) float32 arrays in the input order of each table.
     Raises WireError if a reply is malformed (wrong part count, dtype, shape, or dims that disagree)."""
     out: dict[str, np.ndarray] = {}
-    for shard, parts in plan.positions.items():
-        reply = replies[shard]
-        if len(reply.parts) != len(parts):
-            raise WireError(f"shard {shard}: {len(reply.parts)} parts in the reply, {len(parts)} asked for")
-        for (table, pos), part in zip(parts, reply.parts):
-            if part.HasField("tiers"):  # stored precision: decode exactly as the shard reads its pools
-                rows = _decode_stored(part, table, pos.shape[0], max_bytes)
-            else:
-                rows = decode_tensor(part.rows, name=f"{table} rows", expect_dtype="float32",
-                                     expect_shape=(pos.shape[0], None), max_bytes=max_bytes)
-            dest = out.get(table)
-            if dest is None:
-                dest = out[table] = np.empty((plan.sizes[table], rows.shape[1]), dtype=np.float32)
-            elif dest.shape[1] != rows.shape[1]:
-                raise WireError(f"{table}: shards disagree on dim ({dest.shape[1]} vs {rows.shape[1]})")
-            dest[pos] = rows
+    for table, pos, part in _reply_parts(plan, replies):
+        if part.HasField("tiers"):  # stored precision: decode exactly as the shard reads its pools
+            rows = _decode_stored(part, table, pos.shape[0], max_bytes)
+        else:
+            rows = decode_tensor(part.rows, name=f"{table} rows", expect_dtype="float32",
+                                 expect_shape=(pos.shape[0], None), max_bytes=max_bytes)
+        dest = out.get(table)
+        if dest is None:
+            dest = out[table] = np.empty((plan.sizes[table], rows.shape[1]), dtype=np.float32)
+        elif dest.shape[1] != rows.shape[1]:
+            raise WireError(f"{table}: shards disagree on dim ({dest.shape[1]} vs {rows.shape[1]})")
+        dest[pos] = rows
     return out
 
 
@@ -82,19 +80,27 @@ def assemble_tiers(plan: PullPlan, replies: dict[int, ps_pb2.PullManyResponse],
     """From stored-precision replies, each asked id's tier in the input order: (n,) uint8 per table, TIER_FP32 /
     TIER_FP16 / TIER_INT8, or TIER_ABSENT for an id not in the store (read-only pulls)."""
     out: dict[str, np.ndarray] = {}
+    for table, pos, part in _reply_parts(plan, replies):
+        if not part.HasField("tiers"):
+            raise WireError(f"{table}: the reply carries no tiers (not a stored-precision pull)")
+        tiers = decode_tensor(part.tiers, name=f"{table} tiers", expect_dtype="uint8",
+                              expect_shape=(pos.shape[0],), max_bytes=max_bytes)
+        if tiers.size and int(tiers.max()) > TIER_ABSENT:
+            raise WireError(f"{table}: tier codes must be in 0..{TIER_ABSENT}")
+        out.setdefault(table, np.empty(plan.sizes[table], np.uint8))[pos] = tiers
+    return out
+
+
+def _reply_parts(plan: PullPlan, replies: dict[int, ps_pb2.PullManyResponse],
+                 ) -> Iterator[tuple[str, np.ndarray, ps_pb2.PullResponse]]:
+    """(table, positions in the input, reply part) for every part asked of every shard; a reply with another
+    part count is refused."""
     for shard, parts in plan.positions.items():
         reply = replies[shard]
         if len(reply.parts) != len(parts):
             raise WireError(f"shard {shard}: {len(reply.parts)} parts in the reply, {len(parts)} asked for")
         for (table, pos), part in zip(parts, reply.parts):
-            if not part.HasField("tiers"):
-                raise WireError(f"{table}: the reply carries no tiers (not a stored-precision pull)")
-            tiers = decode_tensor(part.tiers, name=f"{table} tiers", expect_dtype="uint8",
-                                  expect_shape=(pos.shape[0],), max_bytes=max_bytes)
-            if tiers.size and int(tiers.max()) > TIER_ABSENT:
-                raise WireError(f"{table}: tier codes must be in 0..{TIER_ABSENT}")
-            out.setdefault(table, np.empty(plan.sizes[table], np.uint8))[pos] = tiers
-    return out
+            yield table, pos, part
 
 
 def _decode_stored(part: ps_pb2.PullResponse, table: str, n: int, max_bytes: int) -> np.ndarray:

@@ -34,6 +34,7 @@ from shark.wire.tensors import WireError
 from shark.wire.v1 import ps_pb2, ps_pb2_grpc
 from worker.client.counters import ClientCounters
 from worker.client.messages import (
+    PullPlan,
     PushPart,
     assemble_pull,
     assemble_tiers,
@@ -260,14 +261,7 @@ class PSClient:
     def _pull(self, ids_by_table: dict[str, np.ndarray], read_only: bool) -> dict[str, np.ndarray]:
         start = time.perf_counter()
         plan = plan_pull(self.router, ids_by_table, read_only, self.stored_precision)
-        replies = self._on_all(self._pull_pool, {
-            s: (lambda s=s, r=r: self._call(s, "PullMany", r, [p.table for p in r.parts]))
-            for s, r in plan.requests.items()})
-        try:
-            out = assemble_pull(plan, replies, max_bytes=max(self.max_message_bytes, 256 << 20))
-        except WireError as exc:
-            raise PSClientError(f"PullMany: malformed reply: {exc}", rpc="PullMany", tables=tuple(plan.sizes),
-                                code="INVALID_REPLY", details=str(exc)) from None
+        replies, out = self._pull_many(plan, assemble_pull)
         self.counters.add("pulls")
         self.counters.add("rows_pulled", sum(plan.sizes.values()))
         self.counters.add("pull_bytes", sum(r.ByteSize() for r in replies.values()))
@@ -279,11 +273,16 @@ class PSClient:
         changed) -> {table: (n,) uint8} in the input order: TIER_FP32 / TIER_FP16 / TIER_INT8, or TIER_ABSENT
         (shark.quant.stored) for ids not in the store."""
         plan = plan_pull(self.router, ids_by_table, read_only=True, stored_precision=True)
+        return self._pull_many(plan, assemble_tiers)[1]
+
+    def _pull_many(self, plan: PullPlan, assemble: Callable[..., R]) -> tuple[dict[int, Any], R]:
+        """One PullMany per shard of the plan, in parallel; the replies and what `assemble` makes of them (a
+        malformed reply becomes a PSClientError)."""
         replies = self._on_all(self._pull_pool, {
             s: (lambda s=s, r=r: self._call(s, "PullMany", r, [p.table for p in r.parts]))
             for s, r in plan.requests.items()})
         try:
-            return assemble_tiers(plan, replies, max_bytes=max(self.max_message_bytes, 256 << 20))
+            return replies, assemble(plan, replies, max_bytes=max(self.max_message_bytes, 256 << 20))
         except WireError as exc:
             raise PSClientError(f"PullMany: malformed reply: {exc}", rpc="PullMany", tables=tuple(plan.sizes),
                                 code="INVALID_REPLY", details=str(exc)) from None
