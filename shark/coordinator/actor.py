@@ -21,11 +21,20 @@ from typing import Any
 
 import numpy as np
 
+from shark.coordinator.compress_loop import CompressProgress, run_compression
 from shark.coordinator.config import ClusterConfig
 from shark.coordinator.errors import RunError
+from shark.coordinator.failpoints import armed, maybe_fail
+from shark.coordinator.journal import Journal
 from shark.coordinator.phases import Phase, RunStateMachine
-from shark.coordinator.pruning import CompressConfig, PruningPolicy
-from shark.coordinator.run_manifest import latest_run_tag, read_run_manifest, write_run_manifest
+from shark.coordinator.pruning import CompressConfig
+from shark.coordinator.run_manifest import (
+    discard_partial_checkpoints,
+    latest_run_tag,
+    read_run_manifest,
+    write_run_manifest,
+)
+from shark.coordinator.segment_logs import SegmentLogs
 from shark.coordinator.stream_loop import Windows as _Windows  # noqa: F401 - the name tests import
 from shark.coordinator.stream_loop import merge_in_time_order as _merge_in_time_order
 from shark.coordinator.stream_loop import train_stream
@@ -40,12 +49,22 @@ DENSE_TABLE = "__dense__"  # worker.dense.DENSE_TABLE, repeated so this module d
 
 class Coordinator:
     def __init__(self, config: TrainConfig, spec: DataSpec, cluster: ClusterConfig,
-                 compress: CompressConfig | None = None, stream: Any = None) -> None:
+                 compress: CompressConfig | None = None, stream: Any = None, run_id: str | None = None) -> None:
         self.config, self.spec, self.cluster, self.compress = config, spec, cluster, compress
         self.stream = stream  # a StreamConfig: train on the endless stream until request_stop() (or max_examples)
         self._stop_requested = threading.Event()
-        self.sm = RunStateMachine()
-        self.run_id = uuid.uuid4().hex[:12]
+        self.run_id = run_id or uuid.uuid4().hex[:12]
+        # With a checkpoint directory every transition is journaled first; Ray re-runs this constructor when it
+        # restarts a dead coordinator, and the journal tells the new incarnation what it is.
+        self.journal = Journal(os.path.join(cluster.checkpoint_dir, "coordinator", self.run_id)) \
+            if cluster.checkpoint_dir else None
+        self.incarnation = self.journal.next_incarnation() if self.journal else 0
+        self.sm = RunStateMachine(on_move=self._journal_move)
+        self._journal_move(self.sm.history[0])
+        self.coordinator_restarts: list[dict[str, Any]] = []
+        self._segment_logs = SegmentLogs(self.journal.dir / "segments") if self.journal else None
+        self.segments: dict[int, int] = {}  # worker -> committed segments this epoch
+        self._train_record: dict[str, Any] = {"epochs": [], "progressive": None}
         self.shards: list[Any] = []
         self.workers: list[Any] = []
         self.addresses: list[str] = []
@@ -139,9 +158,20 @@ class Coordinator:
         import ray
 
         c = self.cluster
-        restore = self._restore_point()
+        resume = self._resume_point() if train else None  # a restarted coordinator: its run's newest checkpoint
+        restore = resume if resume is not None else self._restore_point()
         if not train and restore is None:
             raise RunError("evaluation without training needs a checkpoint to restore (restore_from)")
+        state: dict[str, Any] = resume["resume"] if resume is not None else {}
+        stage = state.get("stage", "start")  # start | train | trained | compress | final
+        if self.incarnation:
+            self._remove_old_placement_groups()
+        if state:
+            self._train_record = state["train"]
+            self.epoch = len(self._train_record["epochs"])
+            self.checkpoints = list(state["checkpoints"])
+            self.rollbacks = int(state["rollbacks"])
+            self.train_seconds = float(state["train_seconds"])
         # One plan for the run's metadata (fields, table names, the teacher): building one constructs the synthetic
         # generator, which calibrates itself, so it is not rebuilt per use.
         self.plan = plan = DataPlan(self.spec, self.config.batch_size, self.config.eval_batch_size)
@@ -150,7 +180,8 @@ class Coordinator:
         self.sm.move(Phase.STARTING, f"{c.shards} shards, {c.workers} workers")
         self._start_actors(restore)
         if restore is not None:
-            self.sm.move(Phase.RESTORING, f"{c.restore_from} tag {restore['tag']}")
+            why = f" (coordinator incarnation {self.incarnation} resumes its run)" if resume is not None else ""
+            self.sm.move(Phase.RESTORING, f"{restore['directory']} tag {restore['tag']}{why}")
             self._check_restored()
             deleted = list(restore.get("deleted_fields", []))
             if deleted:  # a pruned model: the workers' replicas must have the checkpoint's dense layout
@@ -161,32 +192,40 @@ class Coordinator:
             self.client.create_tables(self._embedding_tables())
             dense = ray.get(self.workers[0].init_dense.remote())
             self.dense_info = dense
-        progressive: dict[str, Any] | None = None
-        epochs: list[dict[str, Any]] = []
         stream_info: dict[str, Any] | None = None
         if train and self.stream is not None:
             stream_info = self._train_stream()
-            progressive = stream_info["last_window"]
+            self._train_record["progressive"] = stream_info["last_window"]
             if c.checkpoint_dir:
                 self.sm.move(Phase.CHECKPOINTING, "final")
                 self._checkpoint(final=True)
-        elif train:
-            for epoch in range(self.config.epochs):
+        elif train and stage in ("start", "train"):
+            epochs = self._train_record["epochs"]
+            for epoch in range(int(state.get("epoch", 0)), self.config.epochs):
                 self.epoch = epoch + 1
-                log = self._train_epoch(epoch)
+                log = self._train_epoch(epoch, state if stage == "train" and epoch == state["epoch"] else None)
                 epochs.append({"epoch": epoch + 1, "progressive": log.summary(), "progressive_curve": log.curve()})
-            progressive = epochs[0]["progressive"] if epochs else None
+            self._train_record["progressive"] = epochs[0]["progressive"] if epochs else None
             if c.checkpoint_dir:
                 self.sm.move(Phase.CHECKPOINTING, "final")
-                self._checkpoint(final=True)
-        self.sm.move(Phase.EVALUATING)
-        test = self._evaluate()
-        compression = self._compress(test) if self.compress is not None else None
-        if compression is not None:
+                self._checkpoint(final=True, state={"stage": "trained"})
+        compression: dict[str, Any] | None = None
+        if stage == "final":  # the compressed model's checkpoint: everything but the summary was done
+            compression = {**state["compression"], "checkpoint": restore["tag"]}
             test = compression["final_test"]
-            self.sm.move(Phase.CHECKPOINTING, "final: the compressed model")
-            compression["checkpoint"] = self._checkpoint(final=True)
-        summary = self._summary(progressive, epochs, test, restore)
+        else:
+            if stage != "compress":
+                self.sm.move(Phase.EVALUATING)
+                test = self._evaluate()
+            if self.compress is not None:
+                progress = CompressProgress.from_dict(state["compress"]) if stage == "compress" else \
+                    CompressProgress(base_test=test, base_memory=self._embedding_bytes())
+                compression = run_compression(self, progress, restore["tag"] if stage == "compress" else None)
+                test = compression["final_test"]
+                self.sm.move(Phase.CHECKPOINTING, "final: the compressed model")
+                compression["checkpoint"] = self._checkpoint(final=True,
+                                                             state={"stage": "final", "compression": compression})
+        summary = self._summary(self._train_record["progressive"], self._train_record["epochs"], test, restore)
         if stream_info is not None:
             summary["stream"] = stream_info
         if compression is not None:
@@ -198,6 +237,61 @@ class Coordinator:
         summary["phases"] = self.sm.to_list()
         return summary
 
+    # --- a restarted coordinator ------------------------------------------------------------------------------
+    def _journal_move(self, t: Any) -> None:
+        if self.journal is not None:
+            self.journal.append({"incarnation": self.incarnation, "phase": t.phase.value, "note": t.note,
+                                 "at_unix": round(t.at_unix, 3)})
+
+    def _incarnation_name(self, base: str) -> str:
+        """Names of what a coordinator incarnation creates (actors, push logs, worker ids, checkpoint tags): the
+        first keeps the plain name, a restarted one adds -i<n>, so nothing it makes collides with what its dead
+        predecessor left (actors being reaped, a log with updates after the resume point, idempotency windows)."""
+        return base if self.incarnation == 0 else f"{base}-i{self.incarnation}"
+
+    def failpoint(self, name: str) -> None:
+        maybe_fail(tuple(self.cluster.failpoints), name, self.incarnation)
+
+    def _resume_point(self) -> dict[str, Any] | None:
+        """For a restarted coordinator (incarnation > 0): the newest complete checkpoint of this run, whose RUN.json
+        holds the coordinator's state then; its shards will be restored from it. Checkpoints of this run that never
+        got their RUN.json are deleted first, so no partial one stays visible. None: nothing to resume (a first
+        incarnation, or the predecessor died before its first checkpoint: the run starts over)."""
+        if self.incarnation == 0 or self.journal is None:
+            return None
+        c = self.cluster
+        entries = self.journal.entries()
+        died = next((e for e in reversed(entries) if e.get("incarnation") == self.incarnation - 1), {})
+        if self.stream is not None:
+            raise RunError(f"the coordinator died while {died.get('phase', '?')} in a stream run; streams do not "
+                           "resume after a coordinator restart: start again with --restore-from "
+                           f"{c.checkpoint_dir}")
+        assert c.checkpoint_dir is not None
+        removed = discard_partial_checkpoints(c.checkpoint_dir, self.run_id)
+        tag = latest_run_tag(c.checkpoint_dir, run_id=self.run_id)
+        doc = None if tag is None else {**read_run_manifest(c.checkpoint_dir, tag), "directory": c.checkpoint_dir}
+        if doc is not None and "resume" not in doc:
+            doc = None  # written by a version without resume state: start over
+        self.coordinator_restarts.append({"incarnation": self.incarnation, "died_in": died.get("phase"),
+                                          "died_note": died.get("note"), "resumed_from": tag if doc else None,
+                                          "stage": doc["resume"]["stage"] if doc else "start",
+                                          "partial_checkpoints_removed": removed})
+        log.warning("coordinator incarnation %d: the predecessor died while %s; resuming from %s", self.incarnation,
+                    died.get("phase"), tag if doc else "the start")
+        return doc
+
+    def _remove_old_placement_groups(self) -> None:
+        """A dead coordinator's placement group goes with it, but possibly not before its restart asks for a new one:
+        remove it now so its reserved CPUs are free."""
+        import ray
+
+        for n in range(self.incarnation):
+            name = f"shark-{self.run_id}" + (f"-i{n}" if n else "")
+            try:
+                ray.util.remove_placement_group(ray.util.get_placement_group(name))
+            except Exception:  # noqa: BLE001, S110 - already gone
+                pass
+
     # --- pieces -----------------------------------------------------------------------------------------------
     def _restore_point(self) -> dict[str, Any] | None:
         c = self.cluster
@@ -206,7 +300,7 @@ class Coordinator:
         tag = c.restore_tag or latest_run_tag(c.restore_from)
         if tag is None:
             raise RunError(f"{c.restore_from}: no complete checkpoint (no tag with a valid RUN.json)")
-        doc = read_run_manifest(c.restore_from, tag)
+        doc = {**read_run_manifest(c.restore_from, tag), "directory": c.restore_from}
         if doc["num_shards"] != c.shards:
             raise RunError(f"checkpoint {tag!r} has {doc['num_shards']} shards, the cluster {c.shards}: "
                            f"restore with --shards {doc['num_shards']} (resharding is not supported yet)")
@@ -232,13 +326,16 @@ class Coordinator:
         # With a checkpoint directory every shard keeps a push log there (one per run) and Ray restarts a shard
         # that dies: it recovers its newest checkpoint plus the log, i.e. every update it acknowledged, on the
         # same address, while clients retry.
-        wal_dir = os.path.join(c.checkpoint_dir, "wal", self.run_id) if c.checkpoint_dir else None
+        # A restarted coordinator (incarnation n > 0) starts new shards from a checkpoint with a new push log:
+        # the old log holds updates made after that checkpoint, which the resumed run makes again.
+        wal_dir = os.path.join(c.checkpoint_dir, "wal", self._incarnation_name(self.run_id)) \
+            if c.checkpoint_dir else None
         self.shards = [shard_cls.options(num_cpus=c.shard_cpus, resources=c.shard_resources or None,
                                          scheduling_strategy=at(i), max_concurrency=8,
                                          max_restarts=-1 if wal_dir else 0,
-                                         name=f"shark-{self.run_id}-shard-{i}").remote(
+                                         name=self._incarnation_name(f"shark-{self.run_id}-shard-{i}")).remote(
             shard_index=i, num_shards=c.shards, host=None,
-            checkpoint_dir=c.restore_from if restore else None, restore_tag=restore["tag"] if restore else None,
+            checkpoint_dir=restore["directory"] if restore else None, restore_tag=restore["tag"] if restore else None,
             wal_dir=wal_dir, security=c.security)
             for i in range(c.shards)]
         self.addresses = ray.get([s.address.remote() for s in self.shards])
@@ -248,9 +345,9 @@ class Coordinator:
         self.workers = [worker_cls.options(num_cpus=c.worker_cpus, resources=c.worker_resources or None,
                                            scheduling_strategy=at(c.shards + i), max_concurrency=4,
                                            max_restarts=c.worker_restarts, max_task_retries=0,
-                                           name=f"shark-{self.run_id}-worker-{i}").remote(
+                                           name=self._incarnation_name(f"shark-{self.run_id}-worker-{i}")).remote(
             i, c.workers, self.addresses, self.config, self.spec, c.staleness, c.worker_threads, c.retry_policy(),
-            security=c.security, run_id=self.run_id)
+            security=c.security, run_id=self._incarnation_name(self.run_id))
             for i in range(c.workers)]
         self.worker_info = ray.get([w.ping.remote() for w in self.workers])
         self.shard_info = ray.get([s.info.remote() for s in self.shards])
@@ -270,7 +367,8 @@ class Coordinator:
 
         bundles = [bundle(c.shard_cpus, c.shard_resources)] * c.shards + \
                   [bundle(c.worker_cpus, c.worker_resources)] * c.workers
-        self.placement_group = placement_group(bundles, strategy=c.placement.upper(), name=f"shark-{self.run_id}")
+        self.placement_group = placement_group(bundles, strategy=c.placement.upper(),
+                                               name=self._incarnation_name(f"shark-{self.run_id}"))
         try:
             ray.get(self.placement_group.ready(), timeout=c.ready_timeout_s)
         except ray.exceptions.GetTimeoutError:
@@ -290,6 +388,9 @@ class Coordinator:
         if cfg.quant == "fq":
             quant.update(fq_alpha=cfg.fq_alpha, fq_beta=cfg.fq_beta, fq_t8=cfg.t8, fq_t16=cfg.t16,
                          fq_budget_fraction=cfg.memory_budget, fq_retier_every=cfg.retier_every)
+        elif cfg.quant == "mpe":  # the budget and refresh period use F-Q's fields (ps.store.config)
+            quant.update(mpe_low=cfg.mpe_low, mpe_cache_fraction=cfg.mpe_cache,
+                         fq_budget_fraction=cfg.memory_budget, fq_retier_every=cfg.retier_every)
         return [TableConfig(name=t, dim=cfg.embedding_dim, capacity=cfg.capacity_of(t), optimizer="adagrad",
                             lr=cfg.lr_embedding, eps=1e-8, init_scale=cfg.init_scale, seed=cfg.seed, **quant)
                 for t in names]
@@ -299,18 +400,29 @@ class Coordinator:
         if DENSE_TABLE not in stats:
             raise RunError("the restored shards hold no dense parameters (table __dense__ missing)")
 
-    def _train_epoch(self, epoch: int) -> ScoreLog:
+    def _train_epoch(self, epoch: int, resume: dict[str, Any] | None = None) -> ScoreLog:
         """The epoch in segments of checkpoint_every batches per worker (a checkpoint between two). A worker that
         dies is restarted by Ray and resumes at its committed point (the end of its last returned segment: data
         position and push seq); its segment is run again, and the shards drop the pushes that had landed. Only
-        committed segments' progressive logs are kept, so every example is counted once."""
+        committed segments' progressive logs are kept, so every example is counted once. `resume`: the state saved
+        with a mid-epoch checkpoint, which the shards were restored from (a restarted coordinator): the workers
+        start at its positions and the committed segments' logs are read back."""
         import ray
 
         c = self.cluster
         active = list(range(len(self.workers)))
         logs: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {i: [] for i in active}
+        self.segments = {i: 0 for i in active}
         for i in active:
             self.positions[i] = 0
+        if resume is not None:
+            self.positions = {int(k): int(v) for k, v in resume["positions"].items()}
+            self.segments = {int(k): int(v) for k, v in resume["segments"].items()}
+            for i in active:
+                logs[i] = [self._segment_logs.load(epoch, i, k) for k in range(self.segments[i])]
+            # new worker actors (new ids, seq 0: the restored shards have never seen them) at the saved positions
+            ray.get([self.workers[i].resume.remote(epoch, self.positions[i], 0) for i in active])
+            active = [int(i) for i in resume["active"]]
         while active:
             self.sm.move(Phase.TRAINING, f"epoch {epoch + 1}")
             self._train_started = time.perf_counter()
@@ -328,12 +440,19 @@ class Coordinator:
             for i, r in results.items():
                 self.positions[i], self.seqs[i] = r["position"], r["seq"]
                 logs[i].append((r["labels"], r["probs"]))
+                if self._segment_logs is not None:  # before the checkpoint that commits it
+                    self._segment_logs.save(epoch, i, self.segments[i], r["labels"], r["probs"])
+                self.segments[i] += 1
             active = sorted([i for i, r in results.items() if not r["done"]] + [i for i, _ in died])
             for i, exc in died:
                 self._resume_worker(i, epoch, exc)
             if active and c.checkpoint_every and not died:
                 self.sm.move(Phase.CHECKPOINTING, f"epoch {epoch + 1}")
-                self._checkpoint(final=False)
+                self._checkpoint(final=False, state={
+                    "stage": "train", "epoch": epoch, "active": active,
+                    "positions": {str(k): v for k, v in self.positions.items()},
+                    "segments": {str(k): v for k, v in self.segments.items()}})
+                self.failpoint("training.after_first_checkpoint")
         merged = [(np.concatenate([y for y, _ in parts]), np.concatenate([p for _, p in parts]))
                   for parts in logs.values()]
         self._last_progress = {**self._last_progress, "examples": int(sum(y.size for y, _ in merged))}
@@ -368,20 +487,31 @@ class Coordinator:
         the drift report on a drifting synthetic stream."""
         return train_stream(self)
 
-    def _checkpoint(self, final: bool) -> str:
+    def _checkpoint(self, final: bool, state: dict[str, Any] | None = None) -> str:
+        """Every shard writes its part, then RUN.json is written last. `state`: where the run is (stage and what a
+        restarted coordinator needs to go on from here), saved in RUN.json with the training record so far; a
+        checkpoint without it (a stream's) is not a resume point."""
         c = self.cluster
         assert c.checkpoint_dir is not None
-        tag = f"ckpt-{len(self.checkpoints):05d}-{self.run_id}"
+        tag = self._incarnation_name(f"ckpt-{len(self.checkpoints):05d}-{self.run_id}")
         t0 = time.perf_counter()
+        if self.incarnation == 0 and armed(c.failpoints, "checkpointing.after_first_shard"):
+            self.client.checkpoint(c.checkpoint_dir, tag, shards=[0])
+            self.failpoint("checkpointing.after_first_shard")
         written = self.client.checkpoint(c.checkpoint_dir, tag)
-        body = {"run_id": self.run_id, "final": final, "epoch": self.epoch,
+        self.failpoint("checkpointing.before_manifest")
+        entry = {"tag": tag, "path": os.path.join(c.checkpoint_dir, tag), "final": final,
+                 "seconds": round(time.perf_counter() - t0, 3), "bytes": written}
+        resume = None if state is None else {
+            **state, "train": self._train_record, "checkpoints": [*self.checkpoints, entry],
+            "rollbacks": self.rollbacks, "train_seconds": self.train_seconds}
+        body = {"run_id": self.run_id, "final": final, "epoch": self.epoch, "resume": resume,
                 "positions": {str(k): v for k, v in self.positions.items()},
                 "train_config": self.config.to_dict(), "cluster": self.cluster.to_dict(),
                 "fields": list(self.fields), "deleted_fields": [f for f in self._initial_fields if f not in self.fields],
                 "data": {"source": self.spec.source}}
-        path = write_run_manifest(c.checkpoint_dir, tag, c.shards, body)
-        self.checkpoints.append({"tag": tag, "path": str(path.parent), "final": final,
-                                 "seconds": round(time.perf_counter() - t0, 3), "bytes": written})
+        write_run_manifest(c.checkpoint_dir, tag, c.shards, body)
+        self.checkpoints.append(entry)
         return tag
 
     def _evaluate(self) -> dict[str, Any]:
@@ -404,71 +534,12 @@ class Coordinator:
         import ray
 
         if name != "dense":
+            if self.incarnation == 0 and armed(self.cluster.failpoints, "deleting.after_first_shard"):
+                self.client.drop_table(name, shards=[0])
+                self.failpoint("deleting.after_first_shard")
             self.client.drop_table(name)
         ray.get([w.drop_field.remote(name) for w in self.workers])
         self.fields.remove(name)
-
-    def _compress(self, base_test: dict[str, Any]) -> dict[str, Any]:
-        """Algorithm 1: score -> checkpoint -> delete the f lowest -> fine-tune on the support set -> evaluate,
-        until the embedding memory target or the AUC floor; a round below the floor is rolled back to the
-        checkpoint taken before it, so the result is the last model that met the floor."""
-        import ray
-
-        cc = self.compress
-        assert cc is not None and self.cluster.checkpoint_dir
-        base_memory = self._embedding_bytes()
-        policy = PruningPolicy(cc, base_test["auc"], base_memory)
-        dropped: list[str] = []
-        rounds: list[dict[str, Any]] = []
-        final = base_test
-        reason = None
-        first_ranking: dict[str, float] = {}
-        first_before = ""  # the checkpoint of the unpruned model, for the control
-        while (reason := policy.stop_reason(self._embedding_bytes(), len(self.fields))) is None:
-            r = policy.rounds + 1
-            self.sm.move(Phase.SCORING, f"round {r}")
-            scores = self._score(None, cc.score_rows)
-            first_ranking = first_ranking or dict(scores["abs"]["scores"])  # every field's, for the report's chart
-            victims = policy.victims(scores["abs"]["ranking"])
-            self.sm.move(Phase.CHECKPOINTING, f"before round {r}")
-            before = self._checkpoint(final=False)
-            first_before = first_before or before
-            self.sm.move(Phase.DELETING, ", ".join(victims))
-            for v in victims:
-                self._delete(v)
-            if cc.finetune_rows:  # fresh rows each round: a one-pass model overfits rows it has seen
-                self.sm.move(Phase.FINE_TUNING, f"{cc.finetune_rows:,} fresh rows")
-                self._finetune(cc.finetune_rows, (r - 1) * cc.finetune_rows)
-            self.sm.move(Phase.EVALUATING, f"round {r}")
-            test = self._evaluate()
-            memory = self._embedding_bytes()
-            ok = policy.accept(test["auc"])
-            rounds.append({"round": r, "deleted": victims,
-                           "scores": {v: scores["abs"]["scores"][v] for v in victims},
-                           "auc": test["auc"], "logloss": test["logloss"], "memory_bytes": memory,
-                           "memory_fraction": memory / base_memory, "fields_kept": len(self.fields),
-                           "accepted": ok})
-            if not ok:
-                self.sm.move(Phase.ROLLING_BACK, f"round {r}: AUC {test['auc']:.4f} < floor {policy.auc_floor:.4f}")
-                self._restore_all(before)
-                ray.get([w.reset_fields.remote(dropped) for w in self.workers])
-                self.fields.extend(victims)
-                self.sm.move(Phase.EVALUATING, "the model before the rejected round")
-                final = self._evaluate()
-                reason = f"round {r} fell below the AUC floor ({test['auc']:.4f} < {policy.auc_floor:.4f}): rolled back"
-                break
-            dropped.extend(victims)
-            final = test
-        memory = self._embedding_bytes()
-        control = self._control(first_before, dropped, sum(r["accepted"] for r in rounds)) \
-            if cc.control and cc.finetune_rows and dropped else None
-        return {"config": cc.to_dict(), "base": {"auc": base_test["auc"], "memory_bytes": base_memory},
-                "control": control,
-                "auc_relative_change_vs_control": final["auc"] / control["auc"] - 1.0 if control else None,
-                "auc_floor": policy.auc_floor, "rounds": rounds, "stop_reason": reason, "deleted": dropped,
-                "first_ranking": first_ranking,
-                "fields_kept": list(self.fields), "memory_bytes": memory, "memory_fraction": memory / base_memory,
-                "auc_relative_change": final["auc"] / base_test["auc"] - 1.0, "final_test": final}
 
     def _restore_all(self, tag: str) -> None:
         """Roll every shard back to checkpoint `tag`; the workers then push as new ids from seq 0 (the restored
@@ -486,30 +557,6 @@ class Coordinator:
 
         for r in ray.get([w.finetune.remote(rows, offset) for w in self.workers]):
             self.seqs[r["worker"]] = r["seq"]
-
-    def _control(self, unpruned: str, dropped: list[str], rounds: int) -> dict[str, Any]:
-        """The unpruned model fine-tuned on the same fresh rows as the kept rounds, then evaluated; afterwards the
-        pruned model is put back exactly (its own checkpoint), so the run ends with the compressed model."""
-        import ray
-
-        cc, directory = self.compress, self.cluster.checkpoint_dir
-        assert cc is not None and directory
-        self.sm.move(Phase.CHECKPOINTING, "the pruned model, before the control")
-        pruned = self._checkpoint(final=False)
-        kept_fields = list(self.fields)
-        rows = rounds * cc.finetune_rows
-        self.sm.move(Phase.FINE_TUNING, f"control: the unpruned model on the same {rows:,} fresh rows")
-        self._restore_all(unpruned)
-        ray.get([w.reset_fields.remote([]) for w in self.workers])
-        self.fields = list(self._initial_fields)
-        self._finetune(rows, 0)  # offsets 0.. as rounds 1..k used
-        self.sm.move(Phase.EVALUATING, "control")
-        test = self._evaluate()
-        self.sm.move(Phase.ROLLING_BACK, "back to the pruned model")
-        self._restore_all(pruned)
-        ray.get([w.reset_fields.remote(dropped) for w in self.workers])
-        self.fields = kept_fields
-        return {"auc": test["auc"], "logloss": test["logloss"], "finetune_rows": rows, "checkpoint": unpruned}
 
     def _score(self, teacher: dict[str, Any] | None, rows: int) -> dict[str, Any]:
         """F-Permutation (paper eq. 4) across the workers: one pass gathers every worker's partial sums (the
@@ -552,6 +599,9 @@ class Coordinator:
                                               "restored_tag": i["restored_tag"], "replayed": i["replayed"]}
                                              for i in shards_end if i["restarted"]],
                         "workers_info": self.worker_info, "worker_restarts": self.worker_restarts,
+                        "coordinator_restarts": self.coordinator_restarts,
+                        # every shard's tables at the end (a deletion is all or nothing: they must agree)
+                        "shard_tables": [sorted(i["tables"]) for i in shards_end],
                         # per shard: PushMany steps per worker id, applied and answered as duplicates
                         "push_ledger": {i["shard"]: i.get("pushes", {}) for i in shards_end}},
             "data": reports[0]["data"],

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ps.security import SecurityConfig, SecurityError
+from shark.coordinator.failpoints import check_failpoints
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,10 @@ class ClusterConfig:
     retry_attempts: int = 12  # per call, with backoff 0.05 s doubling to 2 s: about 15 s, a shard restart's time
     ready_timeout_s: float = 120.0  # how long to wait for shards to serve (restores included)
     worker_restarts: int = 3  # per worker and run: a worker that dies is restarted and resumes its committed point
+    # With a checkpoint_dir: a coordinator that dies is restarted by Ray (this many times per run) and resumes the
+    # run from its newest complete checkpoint (shark.coordinator.journal). Without one there is nothing to resume.
+    coordinator_restarts: int = 2
+    failpoints: tuple[str, ...] = ()  # chaos tests only: where the coordinator dies once (shark.coordinator.failpoints)
     # Data-plane token / TLS / mutual TLS for shards and their clients (paths and a variable name, never a secret)
     security: SecurityConfig = field(default_factory=SecurityConfig)
 
@@ -46,6 +51,7 @@ class ClusterConfig:
             "score_rows": self.score_rows >= 0,
             "ready_timeout_s": self.ready_timeout_s > 0,
             "worker_restarts": self.worker_restarts >= 0,
+            "coordinator_restarts": self.coordinator_restarts >= 0,
         }
         checks["placement"] = self.placement in PLACEMENTS
         for key in ("shard_resources", "worker_resources"):
@@ -55,6 +61,9 @@ class ClusterConfig:
             raise ValueError(f"invalid cluster setting(s): {', '.join(f'{k}={getattr(self, k)!r}' for k in bad)}")
         if self.checkpoint_every and not self.checkpoint_dir:
             raise ValueError("checkpoint_every needs checkpoint_dir")
+        check_failpoints(tuple(self.failpoints))
+        if self.failpoints and not (self.checkpoint_dir and self.coordinator_restarts):
+            raise ValueError("failpoints kill the coordinator: they need checkpoint_dir and coordinator_restarts >= 1")
         if self.restore_tag and not self.restore_from:
             raise ValueError("restore_tag needs restore_from")
         if not isinstance(self.security, SecurityConfig):

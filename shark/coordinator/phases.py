@@ -2,12 +2,12 @@
 
 Pure (no Ray): the coordinator actor asks `RunStateMachine` to move and the machine refuses any transition the
 table below does not allow, so a bug in the driver shows up as a clear error instead of a silently odd run.
-SCORING computes F-Permutation's field scores; the pruning pipeline will add DELETING / FINE_TUNING.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -31,7 +31,8 @@ class Phase(str, Enum):
 _ALLOWED: dict[Phase, frozenset[Phase]] = {
     Phase.CREATED: frozenset({Phase.STARTING}),
     Phase.STARTING: frozenset({Phase.RESTORING, Phase.INITIALISING}),
-    Phase.RESTORING: frozenset({Phase.TRAINING, Phase.EVALUATING}),
+    # RESTORING -> a later phase: a restarted coordinator resumes its run where its newest checkpoint was taken
+    Phase.RESTORING: frozenset({Phase.TRAINING, Phase.EVALUATING, Phase.DELETING, Phase.FINE_TUNING, Phase.DONE}),
     Phase.INITIALISING: frozenset({Phase.TRAINING}),
     Phase.TRAINING: frozenset({Phase.TRAINING, Phase.CHECKPOINTING, Phase.EVALUATING}),
     # CHECKPOINTING -> FINE_TUNING: compression's control run starts from the checkpoint of the unpruned model
@@ -61,9 +62,12 @@ class Transition:
 
 
 class RunStateMachine:
-    def __init__(self) -> None:
+    """on_move: called with every transition before the move returns (the coordinator's durable journal)."""
+
+    def __init__(self, on_move: Callable[[Transition], None] | None = None) -> None:
         self.phase = Phase.CREATED
         self.history: list[Transition] = [Transition(Phase.CREATED, time.time(), "")]
+        self._on_move = on_move
 
     def move(self, to: Phase, note: str = "") -> None:
         """Go to `to`; FAILED is reachable from every phase that is not finished."""
@@ -72,6 +76,8 @@ class RunStateMachine:
             raise TransitionError(f"coordinator cannot go from {self.phase.value} to {to.value}")
         self.phase = to
         self.history.append(Transition(to, time.time(), note))
+        if self._on_move is not None:
+            self._on_move(self.history[-1])
 
     @property
     def finished(self) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -70,8 +71,9 @@ def read_run_manifest(directory: str | Path, tag: str) -> dict[str, Any]:
     return doc
 
 
-def latest_run_tag(directory: str | Path) -> str | None:
-    """The newest tag under `directory` with a valid RUN.json (by its creation time), or None."""
+def latest_run_tag(directory: str | Path, run_id: str | None = None) -> str | None:
+    """The newest tag under `directory` with a valid RUN.json (by its creation time), or None; with `run_id`, the
+    newest of that run's."""
     base = Path(directory)
     if not base.is_dir():
         return None
@@ -83,6 +85,24 @@ def latest_run_tag(directory: str | Path) -> str | None:
             doc = read_run_manifest(base, child.name)
         except CheckpointError:
             continue
+        if run_id is not None and doc.get("run_id") != run_id:
+            continue
         key = (int(doc["created_unix_ns"]), child.name)
         best = key if best is None or key > best else best
     return None if best is None else best[1]
+
+
+def discard_partial_checkpoints(directory: str | Path, run_id: str) -> list[str]:
+    """Delete the checkpoints of run `run_id` that never got a valid RUN.json (their writer died): they are never
+    restored anyway, and removing them means no partial checkpoint stays visible. Returns the removed tags."""
+    base = Path(directory)
+    removed = []
+    for child in sorted(base.glob(f"ckpt-*-{run_id}*")) if base.is_dir() else []:
+        if not child.is_dir() or not (child.name.endswith(run_id) or f"-{run_id}-i" in child.name):
+            continue
+        try:
+            read_run_manifest(base, child.name)
+        except CheckpointError:
+            shutil.rmtree(child)
+            removed.append(child.name)
+    return removed

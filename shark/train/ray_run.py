@@ -55,10 +55,14 @@ def run_ray(config: TrainConfig, spec: DataSpec, cluster: ClusterConfig, progres
     signals = _StopSignals() if stream is not None else None
     try:
         # Named, in the "shark" namespace, so `shark status --address ...` finds it (lifetime: this driver's job).
-        name = f"{COORDINATOR_PREFIX}{uuid.uuid4().hex[:12]}"
-        coordinator = ray.remote(Coordinator).options(num_cpus=0, max_concurrency=4, name=name,
-                                                      namespace=NAMESPACE).remote(config, spec, cluster, compress,
-                                                                                   stream)
+        # With a checkpoint directory a coordinator that dies is restarted by Ray (same run id: its constructor
+        # finds the run's journal) and run() is called again on it, which resumes from the newest checkpoint.
+        run_id = uuid.uuid4().hex[:12]
+        restarts = cluster.coordinator_restarts if cluster.checkpoint_dir else 0
+        coordinator = ray.remote(Coordinator).options(num_cpus=0, max_concurrency=4,
+                                                      name=f"{COORDINATOR_PREFIX}{run_id}", namespace=NAMESPACE,
+                                                      max_restarts=restarts, max_task_retries=restarts).remote(
+            config, spec, cluster, compress, stream, run_id=run_id)
         done_ref = coordinator.run.remote(train)
         if signals is not None:
             signals.install()

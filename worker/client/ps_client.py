@@ -132,9 +132,10 @@ class PSClient:
         cf.wait(futures.values())
         return {shard: f.result() for shard, f in futures.items()}
 
-    def _every_shard(self, rpc: str, request: Message, tables: Sequence[str] = ()) -> dict[int, Any]:
-        return self._on_all(self._pull_pool, {s: (lambda s=s: self._call(s, rpc, request, tables))
-                                              for s in range(len(self._stubs))})
+    def _every_shard(self, rpc: str, request: Message, tables: Sequence[str] = (),
+                     shards: Sequence[int] | None = None) -> dict[int, Any]:
+        targets = range(len(self._stubs)) if shards is None else shards
+        return self._on_all(self._pull_pool, {s: (lambda s=s: self._call(s, rpc, request, tables)) for s in targets})
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
     def wait_ready(self, timeout_s: float) -> None:
@@ -204,9 +205,9 @@ class PSClient:
                 self._call(shard, "CreateTable", req, (req.name,))
         self._on_all(self._pull_pool, {s: (lambda s=s: on_shard(s)) for s in range(len(self._stubs))})
 
-    def drop_table(self, name: str) -> None:
-        """Delete a table on every shard (idempotent)."""
-        self._every_shard("DropTable", ps_pb2.DropTableRequest(name=name), (name,))
+    def drop_table(self, name: str, shards: Sequence[int] | None = None) -> None:
+        """Delete a table on every shard (or on `shards` only: fault injection); idempotent."""
+        self._every_shard("DropTable", ps_pb2.DropTableRequest(name=name), (name,), shards)
 
     def assign(self, table: str, ids: np.ndarray, rows: np.ndarray) -> None:
         """Overwrite rows (unique ids, (n, dim) float32) on their owning shards and reset their optimizer state."""
@@ -238,10 +239,11 @@ class PSClient:
         reps = self._every_shard("Restore", ps_pb2.RestoreRequest(directory=directory, tag=tag))
         return int(reps[0].tables_restored)
 
-    def checkpoint(self, directory: str, tag: str) -> list[tuple[str, int]]:
-        """Checkpoint every shard (after flushing this client's pushes): per shard (manifest path, bytes)."""
+    def checkpoint(self, directory: str, tag: str, shards: Sequence[int] | None = None) -> list[tuple[str, int]]:
+        """Checkpoint every shard (or `shards` only: fault injection) after flushing this client's pushes: per
+        shard (manifest path, bytes)."""
         self.flush()
-        reps = self._every_shard("Checkpoint", ps_pb2.CheckpointRequest(directory=directory, tag=tag))
+        reps = self._every_shard("Checkpoint", ps_pb2.CheckpointRequest(directory=directory, tag=tag), (), shards)
         return [(reps[s].manifest_path, reps[s].bytes_written) for s in sorted(reps)]
 
     # --- rows --------------------------------------------------------------------------------------------------
