@@ -33,7 +33,9 @@ import grpc
 import numpy as np
 import ray
 
-from ps.checkpoint import latest_tag, read_shard_checkpoint
+from ps.checkpoint import MANIFEST_NAME, latest_common_tag, read_shard_checkpoint, write_shard_checkpoint
+from ps.checkpoint.manifest import shard_dir
+from ps.checkpoint.reshard import read_resharded
 from ps.checkpoint.writer import atomic_write
 from ps.requests import worker_key
 from ps.security import SecurityConfig
@@ -76,11 +78,22 @@ class ShardActor:
     def __init__(self, shard_index: int, num_shards: int, host: str | None = None, checkpoint_dir: str | None = None,
                  restore_tag: str | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
                  seq_window: int = DEFAULT_SEQ_WINDOW, grpc_workers: int = 4, wal_dir: str | None = None,
-                 wal_fsync: bool = True, security: SecurityConfig | None = None) -> None:
+                 wal_fsync: bool = True, security: SecurityConfig | None = None,
+                 restore_source_shards: int | None = None) -> None:
         if not 0 <= shard_index < num_shards:
             raise ValueError(f"shard_index must be in [0, {num_shards}), got {shard_index}")
         if restore_tag is not None and checkpoint_dir is None:
             raise ValueError("restore_tag needs a checkpoint_dir")
+        # restore_source_shards: the checkpoint was written by that many shards (not num_shards): this shard
+        # restores the rows the new layout routes to it from all of them (ps.checkpoint.reshard). A tag is needed:
+        # the newest tag of one shard says nothing about the others (the coordinator passes RUN.json's).
+        if restore_source_shards is not None:
+            if isinstance(restore_source_shards, bool) or not isinstance(restore_source_shards, int) \
+                    or restore_source_shards < 1:
+                raise ValueError(f"restore_source_shards must be an int >= 1, got {restore_source_shards!r}")
+            if restore_tag is None:
+                raise ValueError("restore_source_shards needs a restore_tag (and a checkpoint_dir)")
+        self.restore_source_shards = None if restore_source_shards == num_shards else restore_source_shards
         # host None: this node's address as Ray knows it (127.0.0.2 on a local instance), resolved here, on the
         # node the actor was placed on, not on the driver's.
         self.shard_index, self.num_shards, self.host = shard_index, num_shards, host or node_ip()
@@ -139,21 +152,45 @@ class ShardActor:
     def _restore(self, restore_tag: str | None) -> None:
         """Before serving. With a push log that knows a checkpoint (a restart): recover = that checkpoint + the
         log since. Otherwise: the checkpoint asked for (restore_tag, or the newest under checkpoint_dir), read as
-        the Restore RPC reads it (verified, all-or-nothing), or an empty store."""
-        if self.wal is not None and (self.wal.starts() or self.wal.segments() != [self.wal.current]):
+        the Restore RPC reads it (verified, all-or-nothing), or an empty store. With restore_source_shards: this
+        shard's rows of the new layout, gathered from every old shard's checkpoint (ps.checkpoint.reshard)."""
+        # A restart: the log knows a checkpoint, or holds records. Earlier segments without either (a crash before
+        # the first restore finished) acknowledged nothing: restore as on a first start, not an empty store.
+        if self.wal is not None and (self.wal.starts() or next(self.wal.records_from(0), None) is not None):
             rec = recover(self.wal, self.shard, self.seq_window, self.max_message_bytes)
             self.servicer.replace_store(rec.store)
             self.restored_tag, self.replayed = (rec.point.tag if rec.point else None), rec.replayed
             if rec.point is not None and rec.replayed == 0:  # the state is that checkpoint's: a retry of it is fine
                 self.servicer.remember_checkpoint(rec.point.directory, rec.point.tag)
         elif self.checkpoint_dir is not None:
-            tag = restore_tag if restore_tag is not None else latest_tag(self.checkpoint_dir, self.shard)
+            # No tag: the newest one EVERY shard of this cluster completed, not this shard's newest (after a crash
+            # in the middle of a checkpoint that tag exists on some shards only, and they would disagree).
+            tag = restore_tag if restore_tag is not None else \
+                latest_common_tag(self.checkpoint_dir, [shard_name(i) for i in range(self.num_shards)])
             if tag is not None:
-                self.servicer.replace_store(read_shard_checkpoint(self.checkpoint_dir, self.shard, tag=tag))
+                if self.restore_source_shards is None:
+                    store = read_shard_checkpoint(self.checkpoint_dir, self.shard, tag=tag)
+                    point = self.checkpoint_dir
+                else:
+                    store = read_resharded(self.checkpoint_dir, tag, self.restore_source_shards, self.shard_index,
+                                           self.num_shards)
+                    point = self._save_resharded(store, tag)
+                self.servicer.replace_store(store)
                 self.restored_tag = tag
                 if self.wal is not None:  # a later restart recovers from this checkpoint plus the log
-                    self.wal.rotate(tag, self.checkpoint_dir)
+                    self.wal.rotate(tag, point)
         self.servicer.wal = self.wal
+
+    def _save_resharded(self, store: RowStore, tag: str) -> str | None:
+        """With a push log: keep the resharded store as this shard's own checkpoint in the log's directory, and
+        return that directory. A restart recovers from it (the checkpoint_dir's <tag>/<this shard> holds the OLD
+        layout's rows, or does not exist). Without a push log there is no restart recovery: nothing to keep."""
+        if self.wal is None:
+            return None
+        directory = self.wal.dir / "resharded"
+        if not (shard_dir(directory, self.shard, tag) / MANIFEST_NAME).is_file():  # kept by an earlier attempt
+            write_shard_checkpoint(store, directory, self.shard, tag=tag)
+        return str(directory)
 
     # --- control ----------------------------------------------------------------------------------------------
     def address(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,4 +79,25 @@ def latest_tag(directory: str | Path, shard: str = "shard-0") -> str | None:
         key = (m["created_unix_ns"], tag)
         if best is None or key > best:
             best = key
+    return None if best is None else best[1]
+
+
+def latest_common_tag(directory: str | Path, shards: Sequence[str]) -> str | None:
+    """The newest tag (by its newest shard manifest, ties: the larger tag) that every one of `shards` completed.
+    What a cluster restoring without a tag must use instead of each shard's latest_tag: a crash in the middle of a
+    multi-shard checkpoint leaves the new tag complete on some shards only, and those would restore a newer state
+    than the others. (A run's RUN.json, written after every shard, is stricter still: shark.coordinator.)"""
+    names = [check_plain_name(s, "shard") for s in shards]
+    base = Path(directory)
+    if not names or not base.is_dir():
+        return None
+    best: tuple[int, str] | None = None
+    for child in base.iterdir():
+        try:
+            tag = check_plain_name(child.name, "tag")
+            created = max(load_manifest(base, s, tag=tag)["created_unix_ns"] for s in names)
+        except CheckpointError:
+            continue
+        if best is None or (created, tag) > best:
+            best = (created, tag)
     return None if best is None else best[1]

@@ -139,11 +139,13 @@ def format_drift(drift: dict) -> str:
 @click.option("--tag", default=None, help="Checkpoint tag (default: the newest complete one).")
 @click.option("--address", default=None, help="Ray cluster to join (default: a local Ray instance on loopback).")
 @click.option("--workers", type=int, default=2, show_default=True, help="Worker actors that score the held-out rows.")
+@click.option("--shards", type=int, default=None,
+              help="Shard actors (default: as many as wrote the checkpoint; another count reshards it on restore).")
 @data_options
 @json_options
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress output on stderr.")
-def evaluate(checkpoint_dir: str, tag: str | None, address: str | None, workers: int, json_out: str | None,
-             json_stdout: bool, progress: bool, **kw) -> None:
+def evaluate(checkpoint_dir: str, tag: str | None, address: str | None, workers: int, shards: int | None,
+             json_out: str | None, json_stdout: bool, progress: bool, **kw) -> None:
     """Start a cluster from a checkpoint and score the held-out rows (the model configuration comes from the
     checkpoint; give the same data options as the training run)."""
     import os
@@ -164,7 +166,8 @@ def evaluate(checkpoint_dir: str, tag: str | None, address: str | None, workers:
     config = run_user_errors(train_config_from_dict, doc["train_config"], settings=True)
     spec = run_user_errors(data_spec, kw, settings=True)
     cluster = run_user_errors(ClusterConfig, address=address or os.environ.get("RAY_ADDRESS") or None,
-                              shards=doc["num_shards"], workers=workers, restore_from=checkpoint_dir,
+                              shards=doc["num_shards"] if shards is None else shards, workers=workers,
+                              restore_from=checkpoint_dir,
                               restore_tag=tag, settings=True)
     summary = _run_ray(config, spec, cluster, progress, train=False)
     click.echo(format_summary(summary), err=json_stdout)

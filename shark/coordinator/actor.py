@@ -301,9 +301,9 @@ class Coordinator:
         if tag is None:
             raise RunError(f"{c.restore_from}: no complete checkpoint (no tag with a valid RUN.json)")
         doc = {**read_run_manifest(c.restore_from, tag), "directory": c.restore_from}
-        if doc["num_shards"] != c.shards:
-            raise RunError(f"checkpoint {tag!r} has {doc['num_shards']} shards, the cluster {c.shards}: "
-                           f"restore with --shards {doc['num_shards']} (resharding is not supported yet)")
+        if doc["num_shards"] != c.shards:  # each new shard gathers its rows from every old one (ps.checkpoint.reshard)
+            log.info("checkpoint %r has %d shards, the cluster %d: resharding on restore", tag, doc["num_shards"],
+                     c.shards)
         return doc
 
     def _start_actors(self, restore: dict[str, Any] | None) -> None:
@@ -336,7 +336,8 @@ class Coordinator:
                                          name=self._incarnation_name(f"shark-{self.run_id}-shard-{i}")).remote(
             shard_index=i, num_shards=c.shards, host=None,
             checkpoint_dir=restore["directory"] if restore else None, restore_tag=restore["tag"] if restore else None,
-            wal_dir=wal_dir, security=c.security)
+            wal_dir=wal_dir, security=c.security,
+            restore_source_shards=restore["num_shards"] if restore and restore["num_shards"] != c.shards else None)
             for i in range(c.shards)]
         self.addresses = ray.get([s.address.remote() for s in self.shards])
         self.client = PSClient(self.addresses, worker_id=f"coordinator-{self.run_id}", staleness=0,
