@@ -12,6 +12,7 @@ import hashlib
 import numpy as np
 
 from ps.store import InvalidRequest, PushPart, PushResult, RowStore, TableConfig, TableExists
+from ps.store.validation import check_scales
 from shark.wire.tensors import decode_tensor
 from shark.wire.v1 import ps_pb2
 
@@ -62,8 +63,10 @@ def table_config(request: ps_pb2.CreateTableRequest) -> TableConfig:
         q = request.quant
         extra["quant"] = q.mode or "none"
         extra.update({ours: getattr(q, wire) for wire, ours in _QUANT_FIELDS.items() if q.HasField(wire)})
-    return TableConfig(name=request.name, dim=request.dim, capacity=request.capacity, optimizer=request.optimizer,
-                       lr=request.learning_rate, init_scale=request.init_scale, seed=request.seed, **extra)
+    cfg = TableConfig(name=request.name, dim=request.dim, capacity=request.capacity, optimizer=request.optimizer,
+                      lr=request.learning_rate, init_scale=request.init_scale, seed=request.seed, **extra)
+    check_scales(cfg.lr, cfg.init_scale)  # a huge lr/init_scale would write Inf rows (belongs in TableConfig too)
+    return cfg
 
 
 def push_part(p: ps_pb2.PushRequest, max_bytes: int) -> PushPart:
