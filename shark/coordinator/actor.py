@@ -225,6 +225,7 @@ class Coordinator:
                 self.sm.move(Phase.CHECKPOINTING, "final: the compressed model")
                 compression["checkpoint"] = self._checkpoint(final=True,
                                                              state={"stage": "final", "compression": compression})
+                self.failpoint("finishing.before_summary")
         summary = self._summary(self._train_record["progressive"], self._train_record["epochs"], test, restore)
         if stream_info is not None:
             summary["stream"] = stream_info

@@ -138,6 +138,7 @@ def _control(coord: Any, p: CompressProgress, resumed_tag: str | None) -> dict[s
     ray.get([w.reset_fields.remote([]) for w in coord.workers])
     coord.fields = list(coord._initial_fields)
     coord._finetune(rows, 0)  # offsets 0.. as rounds 1..k used
+    coord.failpoint("fine_tuning.control")
     coord.sm.move(Phase.EVALUATING, "control")
     test = coord._evaluate()
     coord.sm.move(Phase.ROLLING_BACK, "back to the pruned model")

@@ -21,6 +21,8 @@ FAILPOINTS: dict[str, str] = {
     "checkpointing.before_manifest": "every shard's part of a checkpoint written, RUN.json not yet",
     "deleting.after_first_shard": "a field's table dropped on shard 0 only, the other shards and workers not yet",
     "fine_tuning.after_deletion": "a round's fields deleted everywhere, fine-tuning not started",
+    "fine_tuning.control": "the control's fine-tuning done, its evaluation not started",
+    "finishing.before_summary": "the compressed model's final checkpoint written, the summary not yet",
 }
 
 EXIT_CODE = 77

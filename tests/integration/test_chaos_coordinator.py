@@ -86,3 +86,21 @@ def test_coordinator_killed_mid_checkpoint_or_training_resumes_the_epoch(ray_ses
     assert s["train"]["progressive"]["examples"] == TRAIN
     assert 0.6 < s["test"]["auc"] < 0.9
     _consistent(s, ckpt)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("failpoint,died_in,stage", [("fine_tuning.control", "fine_tuning", "compress"),
+                                                     ("finishing.before_summary", "checkpointing", "final"),
+                                                     ("fine_tuning.after_deletion", "deleting", "compress")])
+def test_coordinator_killed_later_in_compression_resumes_there(ray_session, tmp_path: Path, failpoint: str,
+                                                                died_in: str, stage: str) -> None:
+    ckpt = tmp_path / "ckpt"
+    compress = CompressConfig(memory_target=0.85, fields_per_round=2, finetune_rows=3000, score_rows=2000,
+                              auc_floor=0.05, control=True)
+    s = _run(ckpt, (failpoint,), compress)
+    r = _restarted(s, died_in)
+    assert r["stage"] == stage and r["resumed_from"]
+    c = s["compression"]
+    assert c["deleted"] and c["control"] is not None and s["model"]["fields"] == c["fields_kept"]
+    assert s["test"]["auc"] == c["final_test"]["auc"]
+    _consistent(s, ckpt)
