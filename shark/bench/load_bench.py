@@ -147,33 +147,23 @@ class Samples:
 
 
 # --- one client process ---------------------------------------------------------------------------------------
-def _timed_client_class() -> type:
-    from worker.client import PSClient, PSClientError
+class RpcTimes:
+    """PSClient's on_rpc hook: each shard RPC's latency (retries included) per RPC name, and the RPCs that failed
+    for good by name and status code."""
 
-    class TimedClient(PSClient):
-        """PSClient that times each RPC to a shard (retries included) and counts RPCs that failed for good.
-        Hooks PSClient._call, the one place every shard RPC goes through."""
+    def __init__(self) -> None:
+        self.latency = {rpc: Samples() for rpc in RPCS}
+        self.errors: Counter[str] = Counter()
+        self._lock = threading.Lock()
 
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.rpc_latency = {rpc: Samples() for rpc in RPCS}
-            self.rpc_errors: Counter[str] = Counter()
-            self._err_lock = threading.Lock()
-
-        def _call(self, shard: int, rpc: str, request: Any, tables: Any = ()) -> Any:
-            t0 = time.perf_counter()
-            try:
-                reply = super()._call(shard, rpc, request, tables)
-            except PSClientError as exc:
-                with self._err_lock:
-                    self.rpc_errors[f"{rpc}:{exc.code or 'UNKNOWN'}"] += 1
-                raise
-            samples = self.rpc_latency.get(rpc)
-            if samples is not None:
-                samples.add(time.perf_counter() - t0)
-            return reply
-
-    return TimedClient
+    def __call__(self, rpc: str, seconds: float, error: BaseException | None) -> None:
+        if error is not None:
+            with self._lock:
+                self.errors[f"{rpc}:{getattr(error, 'code', None) or 'UNKNOWN'}"] += 1
+            return
+        samples = self.latency.get(rpc)
+        if samples is not None:
+            samples.add(seconds)
 
 
 def client_main(index: int, addresses: list[str], spec: LoadSpec, security: Any, go: Any, steps_done: Any,
@@ -198,8 +188,11 @@ def _client_run(index: int, addresses: list[str], spec: LoadSpec, security: Any,
     step_errors: Counter[str] = Counter()
     pull_step = Samples()
     counts = Counter()
-    client = _timed_client_class()(addresses, f"load-{index}-{os.getpid()}-{secrets.token_hex(4)}",
-                                   staleness=spec.staleness, security=security)
+    from worker.client import PSClient
+
+    times = RpcTimes()
+    client = PSClient(addresses, f"load-{index}-{os.getpid()}-{secrets.token_hex(4)}", staleness=spec.staleness,
+                      security=security, on_rpc=times)
     try:
         client.wait_ready(TIMEOUT_S)
         results.put(("ready", index, os.getpid()))
@@ -250,8 +243,8 @@ def _client_run(index: int, addresses: list[str], spec: LoadSpec, security: Any,
         except PSClientError as exc:  # a push error not yet reported (only on the way out of a failure)
             step_errors[f"push:{exc.code or 'UNKNOWN'}"] += 1
     return {"pid": os.getpid(), "elapsed_s": elapsed, "cpu_s": cpu_s, "counts": dict(counts),
-            "latency": {"pull_step": pull_step.array(), **{r: s.array() for r, s in client.rpc_latency.items()}},
-            "rpc_errors": dict(client.rpc_errors), "step_errors": dict(step_errors),
+            "latency": {"pull_step": pull_step.array(), **{r: s.array() for r, s in times.latency.items()}},
+            "rpc_errors": dict(times.errors), "step_errors": dict(step_errors),
             "retries": int(stats.get("retries", 0)), "bytes_sent": int(stats.get("bytes_sent", 0)),
             "bytes_received": int(stats.get("bytes_received", 0)),
             "seen": np.packbits(seen, axis=1)}

@@ -57,7 +57,8 @@ _SERVING = ps_pb2.HealthResponse.SERVING
 class PSClient:
     def __init__(self, addresses: list[str], worker_id: str, staleness: int = 2, retry: RetryPolicy = DEFAULT_RETRY,
                  max_message_bytes: int = 64 << 20, stored_precision: bool = False,
-                 security: SecurityConfig | None = None, keepalive_ms: tuple[int, int] = (20_000, 10_000)) -> None:
+                 security: SecurityConfig | None = None, keepalive_ms: tuple[int, int] = (20_000, 10_000),
+                 on_rpc: Callable[[str, float, BaseException | None], None] | None = None) -> None:
         if not addresses or not all(isinstance(a, str) and a for a in addresses):
             raise ValueError(f"addresses must be a non-empty list of 'host:port' strings, got {addresses!r}")
         if not isinstance(worker_id, str) or not worker_id:
@@ -74,6 +75,9 @@ class PSClient:
         self.router = ShardRouter(len(addresses))
         self.window = PushWindow(staleness)
         self.counters = ClientCounters()
+        # on_rpc(rpc, seconds, error): called after every shard RPC (retries included; error None on success, the
+        # PSClientError that ended it otherwise), from the calling thread: latency histograms, tracing.
+        self.on_rpc = on_rpc
         options = [("grpc.max_send_message_length", max_message_bytes),
                    ("grpc.max_receive_message_length", max_message_bytes),
                    # A restarted shard comes back on its old address within seconds: reconnect promptly instead
@@ -120,9 +124,17 @@ class PSClient:
         def attempt(timeout: float) -> Any:
             self.counters.add("bytes_sent", size)  # per attempt: a retry sends the bytes again
             return method(request, timeout=timeout, metadata=self._metadata)
-        reply = call_with_retry(attempt, self.retry,
-                                address=self.addresses[shard], rpc=rpc, tables=tables,
-                                on_retry=lambda: self.counters.add("retries"))
+        start = time.perf_counter()
+        try:
+            reply = call_with_retry(attempt, self.retry,
+                                    address=self.addresses[shard], rpc=rpc, tables=tables,
+                                    on_retry=lambda: self.counters.add("retries"))
+        except BaseException as exc:
+            if self.on_rpc is not None:
+                self.on_rpc(rpc, time.perf_counter() - start, exc)
+            raise
+        if self.on_rpc is not None:
+            self.on_rpc(rpc, time.perf_counter() - start, None)
         self.counters.add("bytes_received", reply.ByteSize())
         return reply
 
