@@ -3,17 +3,21 @@
 Setup: the DEFAULT synthetic config (what `shark train` uses), the local engine (TrainConfig defaults, batch 512)
 trained on 500k rows, scored on 50k held-out rows. The truth is the teacher's permutation importance (nats).
 
-Measured here (500k rows): Spearman with the truth 0.824 (F-P abs), 0.786 (abs-mean), 0.265 (signed), 0.819
-(Permutation T=1); F-P abs against Permutation T=1: 0.918. With 1M training rows (`shark bench fperm-curve`):
-F-P abs 0.883, Permutation T=1 0.778.
+Measured here (500k rows): Spearman with the truth 0.872 (F-P abs), 0.869 (abs-mean), 0.190 (signed), 0.857
+(Permutation T=1); F-P abs against Permutation T=1: 0.941. With 1M training rows (`shark bench fperm-curve`):
+F-P abs 0.908, Permutation T=1 0.807. Over model seeds 0/1/2, F-P abs: 0.872/0.840/0.878 (500k), 0.908/0.854/0.873
+(1M).
 
-Bottom group: the last n_noise + 2 positions of the ranking (8 of 27 fields). Two noise fields, C20 and C26, are
-missing exactly when the weak field C19 is (45% of rows, joint-missingness group 2), so their "missing" rows tell
-the model what C19's does: a model rightly uses them although the teacher's importance of them is 0, and every
-faithful scorer of the model (Permutation included) ranks C26 above the bottom group. The test checks the other
-four noise fields against the bottom group and that Permutation, too, puts C26 outside it (the ground truth, not
-the scorer, is what fails there). The teacher also ignores the four duplicates, but a model may lean on a
-duplicate instead of its source, so they are not required to rank low.
+Bottom group: the k lowest positions of the ranking, k = the number of fields the teacher ignores (the 6 noise
+fields C8, C15, C20, C21, C22, C26; their values and missingness are independent of the label and of every other
+field). The teacher also gives the four duplicates importance 0, but a duplicate carries its source's information
+(a model may lean on it instead of its source), so it is not required to rank low. The faintest weak fields (C3,
+C4, C24: 5M, 2M and 286k values, 0.0012, 0.0004 and 0.0002 nats) and the duplicates of C3 and C4 are barely
+learned from 500k rows and score like noise, so the test allows MARGIN more positions: every noise field must
+rank in the bottom k + MARGIN = 8. The strict bottom-k held for model seeds 0 and 2 of 0/1/2 at 1M rows (lowest
+other field's score / highest noise field's 1.08, 1.11; seed 1: 0.89, C21 one place above C3) and for none at
+500k (0.80/0.92/0.96; the highest noise field at position 7/9/6 from the bottom, 0-based): so the margin check
+holds for this test's model (seed 0, position 7) but would not for every seed (seed 1: 9).
 """
 
 from __future__ import annotations
@@ -33,7 +37,6 @@ from shark.train.config import TrainConfig
 from shark.train.local import LocalTrainer
 
 TRAIN_ROWS, SCORE_ROWS, EVAL_ROWS, MARGIN = 500_000, 50_000, 30_000, 2
-CO_MISSING_NOISE = ("C20", "C26")  # missing together with the weak C19 (see the module docstring)
 
 
 @pytest.fixture(scope="module")
@@ -67,12 +70,14 @@ def test_fperm_ranking_matches_the_true_ranking(scored):
     assert rho["fperm-abs"] >= 0.8
     assert rho["fperm-abs"] > rho["fperm-signed"] and rho["fperm-abs"] > rho["fperm-abs-mean"]  # picks the default
     assert rho["fperm-abs"] > rho["random"] and agree > 0.8
-    k = len(noise) + MARGIN
+    k = len(noise)
     positions = bottom_positions(best, noise)
-    print(f"noise fields' positions from the bottom (bottom group: < {k}):", positions)
-    assert all(p < k for f, p in positions.items() if f not in CO_MISSING_NOISE), \
-        f"noise fields outside the bottom {k}: {positions}"
-    assert bottom_positions(scores["permutation-T1"], ["C26"])["C26"] >= k  # the model uses C26 (see docstring)
+    by_score = dict(zip(best.fields, best.scores))
+    ratio = min(v for f, v in by_score.items() if f not in noise) / max(by_score[f] for f in noise)
+    print(f"noise fields' positions from the bottom (bottom group: < {k}, allowed: < {k + MARGIN}):", positions,
+          f"lowest other field's score / highest noise field's: {ratio:.3f}")
+    assert k == 6 and all(p < k + MARGIN for p in positions.values()), \
+        f"noise fields outside the bottom {k + MARGIN}: {positions}"
 
 
 def test_worker_partial_sums_finish_to_the_single_process_scores(scored):

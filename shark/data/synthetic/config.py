@@ -41,7 +41,8 @@ class CatSpec:
     Value indices 0..cardinality-1 follow a bounded power law, index 0 the most frequent (see `PowerLaw`).
     A duplicate is a deterministic function of its source's value (same index when the cardinalities match, a
     hashed coarsening when smaller); it is missing exactly when the source is, so its own `zipf`, `missing` and
-    `missing_group` are ignored.
+    `missing_group` are ignored. A noise field may share a missing group only with other noise fields (see
+    `SynthConfig`).
     """
 
     name: str
@@ -96,14 +97,32 @@ class DenseSpec:
         _check_role(self.name, self.role, self.scale + self.curve, ("strong", "weak", "noise"))
 
 
+def _check_missing_groups(cat: tuple[CatSpec, ...], dense: tuple[DenseSpec, ...]) -> None:
+    """A missing group holds only noise fields or only fields the teacher reads (duplicates do not count)."""
+    members: dict[object, list[CatSpec | DenseSpec]] = {}
+    for spec in (*cat, *dense):
+        if spec.missing_group is not None and spec.role != "duplicate":
+            members.setdefault(spec.missing_group, []).append(spec)
+    for group, specs in members.items():
+        noise = [s.name for s in specs if s.role == "noise"]
+        read = [s.name for s in specs if s.role != "noise"]
+        if noise and read:
+            raise ValueError(f"missing group {group!r} mixes noise fields {noise} with fields the teacher reads "
+                             f"{read}: the noise fields' missingness would carry their signal; give the noise "
+                             f"fields a group of their own (or none)")
+
+
 def _c(name: str, card: int, s: float, role: str = "noise", scale: float = 0.0, missing: float = 0.0,
        group: int | None = None, dup: str | None = None) -> CatSpec:
     return CatSpec(name, card, s, missing, role, scale, dup, group)
 
 
 # Cardinalities follow Criteo Kaggle (capped at 5M); missing rates and joint-missing groups follow its sample
-# (C3/C4/C12/C16/C21/C24 are missing together at ~3.4%, C19/C20/C25/C26 at ~45%). Strong fields have low or
-# mid cardinality so a model trained on ~1M rows can learn them; high-cardinality fields are weak or noise.
+# (C3/C4/C12/C16/C21/C24 are missing together at ~3.4%, C19/C20/C25/C26 at ~45%), except that the noise fields
+# among them (C20, C21, C26) go missing independently of the fields the teacher reads (C20 and C26 together, in a
+# group of their own): missing together with C19, their "missing" value would tell a model what C19's does, so
+# they would carry label signal although the teacher ignores them. Strong fields have low or mid cardinality so
+# a model trained on ~1M rows can learn them; high-cardinality fields are weak or noise.
 DEFAULT_CAT: tuple[CatSpec, ...] = (
     _c("C1", 1460, 1.2, "strong", 0.55),
     _c("C2", 583, 1.0, "strong", 0.55),
@@ -124,27 +143,28 @@ DEFAULT_CAT: tuple[CatSpec, ...] = (
     _c("C17", 10, 1.2, "strong", 0.45),
     _c("C18", 5652, 1.0, "weak", 0.08),
     _c("C19", 2173, 1.1, "weak", 0.13, 0.451, 2),
-    _c("C20", 4, 0.3, "noise", 0.0, 0.451, 2),
-    _c("C21", 4_000_000, 1.0, "noise", 0.0, 0.034, 1),
+    _c("C20", 4, 0.3, "noise", 0.0, 0.451, 6),
+    _c("C21", 4_000_000, 1.0, "noise", 0.0, 0.034, 7),
     _c("C22", 18, 1.5, "noise", 0.0, 0.797),
     _c("C23", 15, 1.3, "weak", 0.15),
     _c("C24", 286_181, 1.0, "weak", 0.08, 0.034, 1),
     _c("C25", 105, 1.0, "duplicate", dup="C19"),  # coarsening of C19
-    _c("C26", 142_572, 1.0, "noise", 0.0, 0.451, 2),
+    _c("C26", 142_572, 1.0, "noise", 0.0, 0.451, 6),
 )
 
-# Log-normal parameters, zero and missing rates follow the Criteo sample's medians / 90th percentiles.
+# Log-normal parameters, zero and missing rates follow the Criteo sample's medians / 90th percentiles. The noise
+# counts I4 and I10 go missing independently of the weak I3/I13 and I1 they are missing with in Criteo (as above).
 DEFAULT_DENSE: tuple[DenseSpec, ...] = (
     DenseSpec("I1", 0.7, 1.2, zero=0.45, missing=0.455, role="weak", scale=0.17, missing_group=3),
     DenseSpec("I2", 1.5, 2.2, zero=0.18, negative=0.10),
     DenseSpec("I3", 2.0, 1.4, zero=0.01, missing=0.206, role="weak", scale=0.13, missing_group=4),
-    DenseSpec("I4", 1.5, 1.0, zero=0.07, missing=0.209, missing_group=4),
+    DenseSpec("I4", 1.5, 1.0, zero=0.07, missing=0.209, missing_group=8),
     DenseSpec("I5", 8.0, 1.9, zero=0.02, missing=0.042, role="weak", scale=0.17, curve=0.1),
     DenseSpec("I6", 3.6, 1.7, zero=0.07, missing=0.25, role="strong", scale=0.35),
     DenseSpec("I7", 1.6, 1.5, zero=0.25, missing=0.049, role="weak", scale=0.17, missing_group=5),
     DenseSpec("I8", 2.0, 1.1, zero=0.12),
     DenseSpec("I9", 3.7, 1.5, zero=0.03, missing=0.049, role="weak", scale=0.13, curve=0.06, missing_group=5),
-    DenseSpec("I10", 0.3, 0.4, zero=0.49, missing=0.455, missing_group=3),
+    DenseSpec("I10", 0.3, 0.4, zero=0.49, missing=0.455, missing_group=9),
     DenseSpec("I11", 0.8, 1.0, zero=0.26, missing=0.049, role="strong", scale=0.35, curve=0.1, missing_group=5),
     DenseSpec("I12", 0.5, 1.0, zero=0.74, missing=0.776),
     DenseSpec("I13", 1.7, 1.1, zero=0.06, missing=0.209, role="weak", scale=0.17, missing_group=4),
@@ -174,6 +194,11 @@ class SynthConfig:
       frequent values, a strong one on more. Raising head_min_snr moves signal into the (scaled down) tail.
     - interaction_scale / dense_scale: multiply the pairwise and dense terms.
     - positive_rate: the bias is calibrated (bisection on a sample) to hit it.
+
+    Missing groups: fields (categorical or dense) with the same `missing_group` go missing together (one uniform
+    per row and group; each field is missing where it falls below the field's own rate). A group must not mix
+    noise fields with fields the teacher reads: the noise fields' missingness would then carry those fields'
+    signal, and a model would rightly use fields whose true importance is 0. Duplicates' groups are ignored.
 
     Concept drift (off by default; see `SyntheticCriteo` and `concept_of`): from row `drift_at` of every split on
     (and, with drift_every > 0, alternating every drift_every rows after that) rows come from a second concept: a
@@ -222,6 +247,7 @@ class SynthConfig:
             if c.cardinality > src.cardinality:
                 raise ValueError(f"{c.name}: a duplicate cannot have more values ({c.cardinality}) than its "
                                  f"source {src.name} ({src.cardinality})")
+        _check_missing_groups(self.cat, self.dense)
         for a, b, w in self.interactions:
             for n in (a, b):
                 if n not in index or self.cat[index[n]].role not in ("strong", "weak"):

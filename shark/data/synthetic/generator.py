@@ -21,7 +21,7 @@ from shark.data.synthetic.writer import format_tsv
 
 SPLITS = {"train": 1, "test": 2, "valid": 3}  # independent streams of the same distribution
 _CALIB, _IMPORTANCE, _BREAKDOWN = 101, 102, 103  # internal streams, disjoint from the public splits
-_TAG_KEYS, _TAG_DUP, _TAG_PERM, _TAG_DRIFT = 0x6B65, 0xD0B1, 0x9E53, 0xD41F7
+_TAG_KEYS, _TAG_DUP, _TAG_PERM, _TAG_DRIFT, _TAG_NOISE_MISS = 0x6B65, 0xD0B1, 0x9E53, 0xD41F7, 0x40153
 _ROLE_ORDER = {"strong": 0, "weak": 1, "duplicate": 2, "noise": 3}
 
 
@@ -32,7 +32,10 @@ class FieldInfo:
     importance: the teacher's permutation importance, in nats: the increase of the teacher's expected logloss
     when this field's column is shuffled across rows (everything else fixed), i.e. mean KL(p || p_shuffled)
     over a sample (expected under the true p, so no label noise). Exactly 0 for noise and duplicate fields (the
-    teacher does not read them); a duplicate carries its source's information, so a model may lean on either.
+    teacher does not read them), but only noise fields are uninformative: they (values and missingness) are
+    independent of the label and of every other field. A duplicate is a function of its source, so it carries the
+    source's information and a model may lean on either; its 0 says "redundant given its source", not "useless"
+    (`role` and `duplicate_of` tell the two apart; the ranking's order puts duplicates above noise at equal 0).
     """
 
     name: str  # "C1".."C26", "I1".."I13", or "dense" (all dense fields shuffled together)
@@ -87,12 +90,19 @@ class SyntheticCriteo:
         self.dup_salts = field_salts(cfg.seed, cfg.n_cat, _TAG_DUP)
         self.sources = [f for f, c in enumerate(cfg.cat) if c.role != "duplicate"]  # fields drawn directly
         self.dups = [(f, cfg.cat_index(c.duplicate_of)) for f, c in enumerate(cfg.cat) if c.role == "duplicate"]
-        # One missingness uniform per group (fields in a group are missing together) or per ungrouped field.
-        specs = [(c.missing, c.missing_group) for c in cfg.cat] + [(d.missing, d.missing_group) for d in cfg.dense]
-        groups: dict[Any, int] = {}
-        self._miss_col = [groups.setdefault(("g", g) if g is not None else ("f", i), len(groups))
-                          for i, (_, g) in enumerate(specs)]
-        self._n_miss = len(groups)
+        # One missingness uniform per group (fields in a group are missing together) or per ungrouped field, in
+        # order of first appearance. Groups of noise fields only draw theirs from a stream of their own (see
+        # `_draw`), so moving noise fields out of the groups of fields the teacher reads left every other column
+        # and the labels as they were.
+        specs = [(c.missing_group, c.role) for c in cfg.cat] + [(d.missing_group, d.role) for d in cfg.dense]
+        slots = [("g", g) if g is not None else ("f", i) for i, (g, _) in enumerate(specs)]
+        read = {("g", g) for g, role in specs if g is not None and role not in ("noise", "duplicate")}
+        noise_only = {slot for slot, (_, role) in zip(slots, specs) if slot[0] == "g" and role == "noise"} - read
+        main = list(dict.fromkeys(s for s in slots if s not in noise_only))
+        own = list(dict.fromkeys(s for s in slots if s in noise_only))
+        column = {slot: j for j, slot in enumerate(main + own)}
+        self._miss_col = [column[slot] for slot in slots]
+        self._n_miss, self._n_noise_miss = len(main), len(own)
         self._mu = np.array([[d.mu] for d in cfg.dense], dtype=np.float32)
         self._sigma = np.array([[d.sigma] for d in cfg.dense], dtype=np.float32)
         self._zero = np.array([[d.zero] for d in cfg.dense], dtype=np.float32)
@@ -120,6 +130,9 @@ class SyntheticCriteo:
         z = rng.standard_normal((cfg.n_dense, n), dtype=np.float32)
         u_dense = rng.random((cfg.n_dense, n), dtype=np.float32)
         u_label = rng.random(n)
+        if self._n_noise_miss:  # noise-only missing groups: a separate stream, so the draws above do not move
+            own = np.random.default_rng([cfg.seed, stream, block, _TAG_NOISE_MISS])
+            u_miss = np.concatenate([u_miss, own.random((self._n_noise_miss, n), dtype=np.float32)])
 
         idx = np.empty((cfg.n_cat, n), dtype=np.int64)
         for j, f in enumerate(self.sources):
