@@ -12,7 +12,6 @@ import hashlib
 import numpy as np
 
 from ps.store import InvalidRequest, PushPart, PushResult, RowStore, TableConfig, TableExists
-from ps.store.validation import check_scales
 from shark.wire.tensors import decode_tensor
 from shark.wire.v1 import ps_pb2
 
@@ -38,7 +37,8 @@ def _decode(msg: ps_pb2.Tensor, name: str, dtype: str, shape: tuple[int | None, 
 
 _QUANT_FIELDS = {"alpha": "fq_alpha", "beta": "fq_beta", "t8": "fq_t8", "t16": "fq_t16",
                  "budget_bytes": "fq_budget_bytes", "budget_fraction": "fq_budget_fraction",
-                 "t16_ratio": "fq_t16_ratio", "retier_every": "fq_retier_every"}
+                 "t16_ratio": "fq_t16_ratio", "retier_every": "fq_retier_every", "mpe_low": "mpe_low",
+                 "mpe_cache_fraction": "mpe_cache_fraction"}
 
 
 def quant_config(cfg: TableConfig) -> ps_pb2.QuantConfig:
@@ -63,10 +63,8 @@ def table_config(request: ps_pb2.CreateTableRequest) -> TableConfig:
         q = request.quant
         extra["quant"] = q.mode or "none"
         extra.update({ours: getattr(q, wire) for wire, ours in _QUANT_FIELDS.items() if q.HasField(wire)})
-    cfg = TableConfig(name=request.name, dim=request.dim, capacity=request.capacity, optimizer=request.optimizer,
-                      lr=request.learning_rate, init_scale=request.init_scale, seed=request.seed, **extra)
-    check_scales(cfg.lr, cfg.init_scale)  # a huge lr/init_scale would write Inf rows (belongs in TableConfig too)
-    return cfg
+    return TableConfig(name=request.name, dim=request.dim, capacity=request.capacity, optimizer=request.optimizer,
+                       lr=request.learning_rate, init_scale=request.init_scale, seed=request.seed, **extra)
 
 
 def push_part(p: ps_pb2.PushRequest, max_bytes: int) -> PushPart:

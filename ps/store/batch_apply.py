@@ -19,19 +19,12 @@ import numpy as np
 
 from ps.store.dedup import segment_sum
 from ps.store.optimizer import adagrad, sgd
-from ps.store.table import Table
+from ps.store.table import Table, rounding_rng
 from shark.quant import TIER_FP16, TIER_FP32, TIER_INT8, fp16_decode, fp16_encode, int8_decode, int8_encode
 from shark.quant.codecs import bf16_bits, bf16_value, fp16_bits_from_uniform, int8_noise
 from shark.quant.priority import touched_values
 
 Part = tuple[Table, np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # (table, ids, grads, c_pos, c_neg)
-
-
-def rounding_rng(seed: int, step: int) -> np.random.Generator:
-    """The stochastic-rounding stream of one table's push: deterministic per (seed, push step), so a restored
-    table continues bit-exactly. Philox keyed directly (counter-based): ~5x cheaper to set up than default_rng's
-    SeedSequence, which cost more than the rounding itself with one stream per table and push."""
-    return np.random.Generator(np.random.Philox(key=(seed << 64) | (step & 0xFFFFFFFFFFFFFFFF)))
 
 
 def batch_key(t: Table) -> tuple | None:
@@ -91,7 +84,8 @@ def read_many(items: Sequence[tuple[Table, np.ndarray]]) -> list[np.ndarray]:
 
 
 def _finish(prepared: list) -> None:
-    """The touched rows' F-Q priorities (one pass for every table), then each due table's retier."""
+    """The touched rows' F-Q priorities (one pass for every table) or MPE access counts, then each due table's
+    retier (MPE: cache refresh)."""
     fq = [(t, r, cp, cn) for t, r, _, cp, cn, _ in prepared if t.epoch_rule is not None and r.shape[0]]
     if fq:
         for t, *_ in fq:
@@ -106,6 +100,9 @@ def _finish(prepared: list) -> None:
         for (t, r, _, _), k in zip(fq, sizes):
             t.rows["priority"][r] = new[at: at + k]
             at += k
+    for t, r, *_ in prepared:
+        if t.mpe:  # MPE: one more access per touched row
+            t.add_counts(r, None, None)
     for t, *_ in prepared:
         if t.retier_due():
             t.retier()

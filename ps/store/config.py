@@ -6,13 +6,16 @@ import math
 from dataclasses import dataclass
 
 from ps.store.errors import InvalidRequest
+from ps.store.validation import check_scales
 
 MAX_CAPACITY = 2**31  # ids fit int32; the direct-mapped index is int32 too
 OPTIMIZERS = ("adagrad", "sgd", "adam")
-QUANT_MODES = ("none", "fq", "fp16", "int8")
+QUANT_MODES = ("none", "fq", "fp16", "int8", "mpe")
+MPE_LOW = ("int8", "fp16")
 # Fields added after the first checkpoints were written: a manifest may lack them (they take their defaults).
 LATER_FIELDS = frozenset({"beta1", "beta2", "quant", "fq_alpha", "fq_beta", "fq_t8", "fq_t16", "fq_budget_bytes",
-                          "fq_budget_fraction", "fq_retier_every", "fq_t16_ratio"})
+                          "fq_budget_fraction", "fq_retier_every", "fq_t16_ratio", "mpe_low",
+                          "mpe_cache_fraction"})
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,14 @@ class TableConfig:
     fq_budget_fraction: float = 0.0  # in (0, 1]: budget mode with this share of the all-fp32 bytes (exclusive)
     fq_retier_every: int = 100  # pushes between re-tierings
     fq_t16_ratio: float = 0.0  # budget mode: t16 / t8 (>= 1); 0 = from the row width (shark.quant.tiers)
+    # "mpe": the MPE baseline (Yang et al. 2020; shark.quant.mpe). Every row is stored in mpe_low ("int8" or
+    # "fp16"); the most pushed rows (LFU: a push count per row, no labels, no decay) also keep an fp32 copy that
+    # serves their pulls and takes their updates. Every fq_retier_every pushes the cache is refreshed: it holds the
+    # top mpe_cache_fraction of the rows by count, or under a budget (fq_budget_bytes / fq_budget_fraction, as
+    # F-Q's, every byte counted) as many as fit; evicted rows' fp32 values are written back into their low copy
+    # with `rounding`. Exactly one of mpe_cache_fraction and a budget is set.
+    mpe_low: str = "int8"
+    mpe_cache_fraction: float = 0.0  # in (0, 1]: share of the rows cached in fp32 (0 = from the budget)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -62,6 +73,7 @@ class TableConfig:
             v = getattr(self, field)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise InvalidRequest(f"{field} must be a finite number >= 0, got {v!r}")
+        check_scales(self.lr, self.init_scale)  # larger ones write Inf rows in float32
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**64:
             raise InvalidRequest(f"seed must be an int in [0, 2^64), got {self.seed!r}")
         for field in ("beta1", "beta2"):
@@ -94,6 +106,16 @@ class TableConfig:
             raise InvalidRequest(f"fq_budget_fraction must be in [0, 1] (0 = off), got {self.fq_budget_fraction!r}")
         if b > 0 and self.fq_budget_fraction > 0:
             raise InvalidRequest("set at most one of fq_budget_bytes and fq_budget_fraction")
+        if self.mpe_low not in MPE_LOW:
+            raise InvalidRequest(f"mpe_low must be one of {MPE_LOW}, got {self.mpe_low!r}")
+        if not 0 <= num("mpe_cache_fraction") <= 1:
+            raise InvalidRequest(f"mpe_cache_fraction must be in [0, 1] (0 = off), got {self.mpe_cache_fraction!r}")
+        budget = b > 0 or self.fq_budget_fraction > 0
+        if self.quant == "mpe" and budget == (self.mpe_cache_fraction > 0):
+            raise InvalidRequest("quant 'mpe' needs exactly one of mpe_cache_fraction and a budget "
+                                 "(fq_budget_bytes / fq_budget_fraction)")
+        if self.quant != "mpe" and self.mpe_cache_fraction > 0:
+            raise InvalidRequest("mpe_cache_fraction needs quant 'mpe'")
         if not (num("fq_t16_ratio") == 0 or self.fq_t16_ratio >= 1):
             raise InvalidRequest(f"fq_t16_ratio must be 0 (derived) or >= 1, got {self.fq_t16_ratio!r}")
         r = self.fq_retier_every
@@ -103,3 +125,8 @@ class TableConfig:
     @property
     def fq_budget_mode(self) -> bool:
         return self.quant == "fq" and (self.fq_budget_bytes > 0 or self.fq_budget_fraction > 0)
+
+    @property
+    def budget_mode(self) -> bool:
+        """F-Q or MPE sized by a byte budget."""
+        return self.quant in ("fq", "mpe") and (self.fq_budget_bytes > 0 or self.fq_budget_fraction > 0)

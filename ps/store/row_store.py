@@ -19,8 +19,8 @@ from ps.store.errors import InvalidRequest, TableExists, UnknownTable
 from ps.store.optimizer import adagrad, adam, sgd
 from ps.store.snapshot import table_from_arrays, table_to_arrays
 from ps.store.table import Table
-from shark.quant.stored import StoredRows
 from ps.store.validation import check_counts, check_grads, check_ids, check_unique, check_worker_seq
+from shark.quant.stored import StoredRows
 
 # (table, ids (N,), grads (N, dim) float32, c_pos (N,), c_neg (N,)): one table's share of a push.
 PushPart = tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
@@ -165,7 +165,7 @@ class RowStore:
 
     # --- tiers ------------------------------------------------------------------------------------------------
     def set_tiers(self, table: str, ids: np.ndarray, tiers: np.ndarray) -> None:
-        """Move present, unique rows to tiers (0 fp32, 1 fp16, 2 int8)."""
+        """Move present, unique rows to tiers (0 fp32, 1 fp16, 2 int8). Not for MPE tables (their cache decides)."""
         t = self._table(table)
         ids = check_ids(ids, t.cfg.capacity)
         tiers = np.asarray(tiers)
@@ -181,8 +181,8 @@ class RowStore:
         t.set_tiers(r, tiers.astype(np.uint8))
 
     def retier(self, table: str) -> dict[str, float]:
-        """Re-tier an F-Q table now (pushes do it every fq_retier_every); {} for other tables. Returns the
-        thresholds used (under a budget, the effective ones)."""
+        """Re-tier an F-Q table now, or refresh an MPE table's fp32 cache (pushes do it every fq_retier_every); {}
+        for other tables. Returns the thresholds used (under a budget, the effective ones) / the cache size."""
         return self._table(table).retier()
 
     def priorities(self, table: str, ids: np.ndarray) -> np.ndarray:

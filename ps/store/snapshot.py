@@ -4,8 +4,10 @@ Pools are saved as they are (tiers, slots, free-lists, int8 scales), so a restor
 Every table saves row_id, tier and slot per row (derived for untiered tables) so one validation covers all; the
 id index is rebuilt from row_id. restore validates everything before building the table.
 Format 2 (the slim layout): int8 scales as bfloat16 bits, F-Q priorities as float16 against priority_epoch, no
-click counters or last steps. Format 1 snapshots are converted on restore: priorities
-decayed to the snapshot's step, int8 rows whose float32 scale is not a bfloat16 value re-encoded (nearest).
+click counters or last steps. MPE tables add their access counts and cache rows (mpe_access, mpe_cached); their
+tier/slot are the serving ones (fp32 for cached rows), and every row's low copy sits at slot = row.
+Format 1 snapshots are converted on restore: priorities decayed to the snapshot's step, int8 rows whose float32
+scale is not a bfloat16 value re-encoded (nearest).
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ def table_to_arrays(t: Table) -> dict[str, np.ndarray]:
     if "priority" in t.rows.cols:
         out["priority"] = t.rows["priority"][:n].copy()
         out["priority_epoch"] = np.array(t.prio_epoch, dtype=np.int64)
+    if t.mpe:
+        out["mpe_access"] = t.rows["access"][:n].copy()
+        out["mpe_cached"] = t.cached.copy()
     if t.cfg.optimizer == "adam":  # other tables carry no Adam arrays
         out.update({k: t.rows[k][:n].copy() for k in ADAM_COLUMNS})
     for name, pool in zip(TIER_NAMES, t.pools):
@@ -79,13 +84,20 @@ def table_from_arrays(cfg: TableConfig, arrays: dict[str, np.ndarray], seq_windo
         raise InvalidRequest("snapshot row_id must be unique and within capacity")
     if n and int(cols["tier"].max()) > 2:
         raise InvalidRequest("snapshot tier must be 0, 1 or 2")
+    mpe = cfg.quant == "mpe"
+    if mpe:
+        access, cached = g("mpe_access", np.uint32, 1), g("mpe_cached", np.int32, 1)
+        _check_mpe(cfg, n, cols["tier"], cols["slot"], access, cached,
+                   [arrays.get(f"{name}_data") for name in TIER_NAMES],
+                   [arrays.get(f"{name}_free") for name in TIER_NAMES])
     datas, frees = [], []
     for t, (name, dt) in enumerate(zip(TIER_NAMES, (np.float32, np.float16, np.int8))):
         data, free = g(f"{name}_data", dt, 2), g(f"{name}_free", np.int32, 1)
         top = data.shape[0]
         if data.shape[1] != cfg.dim:
             raise InvalidRequest(f"snapshot {name}_data has the wrong dim")
-        used = np.concatenate([cols["slot"][cols["tier"] == t], free])
+        # MPE pools are checked by _check_mpe (the low pool holds every row, not only the uncached ones).
+        used = np.arange(top) if mpe else np.concatenate([cols["slot"][cols["tier"] == t], free])
         # Every slot below top is either one row's or free, exactly once.
         if used.shape[0] != top or (top and (int(used.min()) < 0 or np.unique(used).shape[0] != top
                                              or int(used.max()) >= top)):
@@ -153,7 +165,10 @@ def table_from_arrays(cfg: TableConfig, arrays: dict[str, np.ndarray], seq_windo
     for k, c in {**cols, **adam}.items():
         if k != "row_id":
             table.rows[k][rn] = c
-    if table.tiered or (tier != table.base_tier).any() or not np.array_equal(slot, rn):
+    if mpe:
+        table.rows["access"][rn] = access
+        table.cached = cached.copy()
+    elif table.tiered or (tier != table.base_tier).any() or not np.array_equal(slot, rn):
         table._make_tiered()
         table._set_loc(rn, tier, slot)
     table.index = IdIndex(n, buckets=buckets)
@@ -164,6 +179,29 @@ def table_from_arrays(cfg: TableConfig, arrays: dict[str, np.ndarray], seq_windo
     table.pools[TIER_INT8].scale = scale.copy()
     table.seqs = SeqTracker.from_arrays(seq, seq_window)
     return table
+
+
+def _check_mpe(cfg: TableConfig, n: int, tier: np.ndarray, slot: np.ndarray, access: np.ndarray,
+               cached: np.ndarray, datas: list, frees: list) -> None:
+    """An MPE snapshot: cached rows sorted, unique and present; the low pool holds exactly the n rows, the fp32
+    pool exactly the cached ones, the third pool nothing, no free slots; tier/slot the serving ones they imply."""
+    from shark.quant.mpe import cache_tier_slot
+
+    low = TIER_INT8 if cfg.mpe_low == "int8" else 1
+    if access.shape[0] != n:
+        raise InvalidRequest("snapshot mpe_access differs in length from the rows")
+    k = cached.shape[0]
+    if k and (int(cached[0]) < 0 or int(cached[-1]) >= n or (k > 1 and not (np.diff(cached) > 0).all())):
+        raise InvalidRequest("snapshot mpe_cached must be sorted unique rows")
+    want = {0: k, low: n, 3 - low: 0}  # the pools are 0 fp32, 1 fp16, 2 int8
+    for t, want_rows in want.items():
+        d, f = datas[t], frees[t]
+        if d is None or f is None or np.asarray(d).ndim != 2 or np.asarray(d).shape[0] != want_rows \
+                or np.asarray(f).shape != (0,):
+            raise InvalidRequest(f"snapshot {TIER_NAMES[t]} pool does not match an mpe table's layout")
+    t2, s2 = cache_tier_slot(cached, np.arange(n), low)
+    if not (np.array_equal(t2, tier) and np.array_equal(s2, slot)):
+        raise InvalidRequest("snapshot tier/slot disagree with mpe_cached")
 
 
 def _int8_to_bf16_scales(data: np.ndarray, scale32: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

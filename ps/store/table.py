@@ -9,6 +9,9 @@ Layout (n = rows present, d = dim); every per-row byte is one the table's method
                               keep every row in one pool at slot = row number, so they store no tier and no slot.
                     priority float16 (F-Q only): eq. 7 against a shared epoch (shark.quant.priority.EpochPriorities;
                               no per-row last step).
+                    access uint32 (MPE only): pushes that touched the row (LFU count, saturating).
+  mpe cache  (MPE only) cached (K,) int32 sorted row numbers with an fp32 copy at fp32-pool slot = position;
+             every row's low-precision copy sits at slot = row number of the fp16 or int8 pool (shark.quant.mpe).
   adam columns (Adam tables only) adam_m, adam_v (n, d) float32 moments, adam_t (n,) int64 updates applied to the
                                  row (its own bias-correction clock). Adam rows always stay fp32.
   pools      fp32 (., d) float32 | fp16 (., d) float16 | int8 (., d) int8 + scale (.,) uint16 bfloat16 bits.
@@ -16,8 +19,10 @@ Two levels (id -> row -> slot) keep per-row metadata dense and make re-tiering a
 
 Quantization (cfg.quant): new rows go into new_row_tier() (fp32 unless a uniform baseline or F-Q says otherwise);
 under "fq" every push updates the touched rows' priorities and every fq_retier_every pushes retier() moves rows to
-the tiers the policy gives (shark.quant.tiers), then packs the pools. Every decision depends only on the logical
-state (rows, priorities, steps, epoch, slots; never on growth slack), so a restored snapshot continues bit-exactly.
+the tiers the policy gives (shark.quant.tiers), then packs the pools. Under "mpe" every push counts the touched
+rows and every fq_retier_every pushes retier() refreshes the fp32 cache (mpe_refresh). Every decision depends only
+on the logical state (rows, priorities, access counts, steps, epoch, slots; never on growth slack), so a restored
+snapshot continues bit-exactly.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from shark.quant import (
     int8_encode,
 )
 from shark.quant.codecs import bf16_bits, bf16_value
+from shark.quant.mpe import CACHE_INDEX_BYTES, cache_rows_for_budget, cache_tier_slot, hottest_rows
 from shark.quant.priority import EpochPriorities
 from shark.quant.stored import StoredRows
 from shark.row_init import initial_rows
@@ -52,6 +58,15 @@ from shark.row_init import initial_rows
 ADAM_COLUMNS = ("adam_m", "adam_v", "adam_t")
 LOC_SHIFT = 30  # loc = tier << 30 | slot
 SLOT_MASK = (1 << LOC_SHIFT) - 1
+ACCESS_MAX = np.iinfo(np.uint32).max
+_EVICT_SALT = 0x9E3779B97F4A7C15  # MPE write-backs draw from another stream than the push of the same step
+
+
+def rounding_rng(seed: int, step: int) -> np.random.Generator:
+    """The stochastic-rounding stream of one table's push: deterministic per (seed, push step), so a restored
+    table continues bit-exactly. Philox keyed directly (counter-based): ~5x cheaper to set up than default_rng's
+    SeedSequence, which cost more than the rounding itself with one stream per table and push."""
+    return np.random.Generator(np.random.Philox(key=(seed << 64) | (step & 0xFFFFFFFFFFFFFFFF)))
 
 
 def adam_columns(dim: int) -> dict[str, tuple[np.dtype, int] | np.dtype]:
@@ -68,6 +83,8 @@ def row_columns(cfg: TableConfig) -> dict[str, tuple[np.dtype, int] | np.dtype]:
     if cfg.quant == "fq":
         cols["loc"] = np.uint32
         cols["priority"] = np.float16
+    if cfg.quant == "mpe":
+        cols["access"] = np.uint32
     return cols
 
 
@@ -93,6 +110,8 @@ class Table:
         self.prio_epoch = 0  # the step stored priorities refer to (F-Q)
         self.tier_policy = TierPolicy(cfg.fq_t8, cfg.fq_t16) if cfg.quant == "fq" else None
         self.index_grows_seen = 0  # index.grows at the last retier
+        self.mpe = cfg.quant == "mpe"
+        self.cached = np.zeros(0, dtype=np.int32)  # MPE: sorted rows with an fp32 copy (fp32 slot = position)
         self.base_tier = self.new_row_tier()  # the one tier of an untiered table
 
     def new_row_tier(self) -> int:
@@ -106,6 +125,8 @@ class Table:
             return TIER_INT8
         if q == "fq":
             return TIER_INT8 if self.cfg.fq_budget_mode else int(self.tier_policy.tiers(np.zeros(1))[0])
+        if q == "mpe":  # every row's stored copy; the fp32 cache is extra
+            return TIER_INT8 if self.cfg.mpe_low == "int8" else TIER_FP16
         return TIER_FP32
 
     @property
@@ -113,7 +134,10 @@ class Table:
         return "loc" in self.rows.cols
 
     def tier_slot(self, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(N,) row numbers -> ((N,) uint8 tiers, (N,) int64 slots)."""
+        """(N,) row numbers -> ((N,) uint8 tiers, (N,) int64 slots). MPE: the tier that serves the row (fp32 when
+        cached)."""
+        if self.mpe:
+            return cache_tier_slot(self.cached, r, self.base_tier)
         if not self.tiered:
             return np.full(r.shape[0], self.base_tier, dtype=np.uint8), np.asarray(r, dtype=np.int64)
         loc = self.rows["loc"][r]
@@ -133,7 +157,7 @@ class Table:
         """Rows r grouped by tier: [(tier, positions in r or None for all of them, slots)], one group per tier
         present, computed once per request and shared by its read and write."""
         tier, slot = self.tier_slot(r)
-        if not self.tiered:
+        if not self.tiered and not self.mpe:
             return [(self.base_tier, None, slot)]
         counts = np.bincount(tier, minlength=3)
         if counts.max() == r.shape[0]:
@@ -266,6 +290,8 @@ class Table:
     def set_tiers(self, r: np.ndarray, tiers: np.ndarray) -> None:
         """Move unique rows r to tiers (uint8): decode, free the old slots, allocate in the new pools, re-encode
         with nearest rounding (so an int8 move errs by at most scale/2)."""
+        if self.mpe:
+            raise InvalidRequest(f"table {self.cfg.name!r}: an mpe table manages its fp32 cache itself")
         old_tier, old_slot = self.tier_slot(r)
         move = old_tier != tiers
         if not move.any():
@@ -287,6 +313,13 @@ class Table:
         """Release freed slots and growth slack (pools only ever grow between compactions), and pack the id index
         (unless fit_index is False: re-tiering leaves it be, its next growth is only 25% more rows away)."""
         n = self.rows.n
+        if self.mpe:  # every row keeps its low copy at slot = row; the cache at slot = position
+            self.pools[self.base_tier].compact(np.arange(n))
+            self.pools[TIER_FP32].compact(np.arange(self.cached.shape[0]))
+            self.rows.shrink()
+            if fit_index:
+                self.index.fit()
+            return
         tier, slot = self.tier_slot(np.arange(n, dtype=np.int64))
         for t, pool in enumerate(self.pools):
             rows_t = np.flatnonzero(tier == t)
@@ -299,7 +332,11 @@ class Table:
 
     def add_counts(self, r: np.ndarray, c_pos: np.ndarray, c_neg: np.ndarray) -> None:
         """Under F-Q, the eq. 7 priority update of the unique rows r the push at self.step touched (c_pos/c_neg
-        their summed counts in it); other tables keep no counts."""
+        their summed counts in it); under MPE one more access each (labels unused); other tables keep no counts."""
+        if self.mpe:
+            a = self.rows["access"]
+            a[r] = np.minimum(a[r], ACCESS_MAX - 1) + 1
+            return
         if self.epoch_rule is None:
             return
         if self.step - self.prio_epoch > self.epoch_rule.max_lag():
@@ -335,17 +372,17 @@ class Table:
         """Every fq_retier_every pushes; under a budget also when the id index grew past it (its new capacity is
         bytes the last retier did not plan for; the index grows once per 25% more rows)."""
         c = self.cfg
-        if c.quant != "fq":
+        if c.quant not in ("fq", "mpe"):
             return False
         if self.step % c.fq_retier_every == 0:
             return True
-        if c.fq_budget_mode and self.index.grows != self.index_grows_seen:
+        if c.budget_mode and self.index.grows != self.index_grows_seen:
             self.index_grows_seen = self.index.grows
             return self.memory_bytes()["total"] > self.budget_bytes()
         return False
 
     def budget_bytes(self) -> int:
-        """The F-Q byte budget for the present rows (0 = threshold mode)."""
+        """The F-Q / MPE byte budget for the present rows (0 = threshold mode / a fixed cache share)."""
         c = self.cfg
         if c.fq_budget_bytes > 0:
             return c.fq_budget_bytes
@@ -359,6 +396,8 @@ class Table:
         n = self.rows.n
         c = self.cfg
         self.index_grows_seen = self.index.grows
+        if self.mpe:
+            return self.mpe_refresh()
         if c.quant != "fq" or n == 0:
             return {}
         self.renormalise()  # priorities now refer to this step
@@ -379,13 +418,57 @@ class Table:
             self.compact(fit_index=False)
         return {"t8": float(t8), "t16": float(t16)}
 
+    # --- MPE ----------------------------------------------------------------------------------------------------
+    def mpe_cache_size(self) -> int:
+        """How many rows the fp32 cache holds after a refresh: mpe_cache_fraction of the rows, or under a budget
+        the most that fit. Budget arithmetic (every byte memory_bytes() counts, after the refresh, which leaves no
+        free slot): total = index + n * (low payload [+ int8 scale] + row columns [accum 4, access 4])
+        + k * (4 * dim fp32 payload + 4 cache index), so k = floor((budget - the first two) / (4 * dim + 4))."""
+        n, c = self.rows.n, self.cfg
+        if not c.budget_mode:
+            return int(c.mpe_cache_fraction * n)
+        low = self.pools[self.base_tier]
+        low_row = c.dim * low.data.itemsize + (low.scale.itemsize if low.scale is not None else 0)
+        fixed = self.index.nbytes + n * (low_row + self.row_header_bytes())
+        return cache_rows_for_budget(self.budget_bytes(), fixed, n, 4 * c.dim + CACHE_INDEX_BYTES)
+
+    def mpe_refresh(self) -> dict[str, float]:
+        """Re-rank the rows by access count and make the cache hold the top mpe_cache_size() (vectorised): evicted
+        rows' fp32 values are written back into their low copy (cfg.rounding, a stream of its own per step),
+        admitted rows start from their low copy decoded, staying rows keep their fp32 value. The fp32 pool is
+        rebuilt packed (no free slots). Returns the cache size."""
+        n = self.rows.n
+        k = self.mpe_cache_size()
+        new = hottest_rows(self.rows["access"][:n], k)
+        old = self.cached.astype(np.int64)
+        fp32 = self.pools[TIER_FP32]
+        stays = np.isin(old, new, assume_unique=True)
+        evict = old[~stays]
+        if evict.shape[0]:
+            rng = None
+            if self.cfg.rounding == "stochastic":
+                rng = rounding_rng(self.cfg.seed ^ _EVICT_SALT, self.step)
+            self.write(evict, fp32.data[np.flatnonzero(~stays)], rng, [(self.base_tier, None, evict)])
+        data = np.empty((new.shape[0], self.cfg.dim), dtype=np.float32)
+        pos = np.searchsorted(old, new)
+        was = pos < old.shape[0]
+        was[was] = old[pos[was]] == new[was]
+        data[was] = fp32.data[pos[was]]
+        admit = new[~was]
+        data[~was] = self.read(admit, [(self.base_tier, None, admit)])
+        fp32.data, fp32.free, fp32.top = data, np.zeros(0, dtype=np.int32), data.shape[0]
+        self.cached = new.astype(np.int32)
+        return {"cache_rows": float(new.shape[0])}
+
     # --- accounting -------------------------------------------------------------------------------------------
     def stats(self) -> dict[str, int]:
         n = self.rows.n
         tier, _ = self.tier_slot(np.arange(n, dtype=np.int64))
         counts = np.bincount(tier, minlength=3)
-        return {"rows": n, **{f"rows_{name}": int(counts[t]) for t, name in enumerate(TIER_NAMES)},
-                "step": self.step}
+        out = {"rows": n, **{f"rows_{name}": int(counts[t]) for t, name in enumerate(TIER_NAMES)}, "step": self.step}
+        if self.mpe:  # rows_fp32 are the cached rows (served in fp32; they keep their low copy too)
+            out["rows_cached"] = int(self.cached.shape[0])
+        return out
 
     def memory_bytes(self) -> dict[str, int]:
         """Every byte this table uses, from the arrays: pool slots handed out (free ones included), row columns and
@@ -406,10 +489,12 @@ class Table:
             "index": self.index.nbytes,
             "optimizer_state": sum(col_bytes(k) for k in ("accum",) + ADAM_COLUMNS),
             "priorities": col_bytes("priority"),
+            "access_counts": col_bytes("access"),  # MPE
+            "cache_index": self.cached.nbytes,  # MPE
         })
         out["total"] = sum(out.values())
         out["allocated_total"] = (sum(a.nbytes for p in self.pools for a in p.arrays().values())
-                                  + sum(a.nbytes for a in cols.values()) + self.index.nbytes)
+                                  + sum(a.nbytes for a in cols.values()) + self.index.nbytes + self.cached.nbytes)
         # The paper's view: the live rows' values only, and the same rows all in fp32.
         out["payload_bytes"] = sum(p.live * d * p.data.itemsize for p in self.pools)
         out["payload_bytes_fp32"] = n * d * 4

@@ -16,7 +16,8 @@ from shark.coordinator.config import ClusterConfig
 from shark.train.config import TrainConfig
 from shark.train.data_plan import DataSpec
 
-QUANTS = {"fp32": "none", "fp16": "fp16", "int8": "int8", "fq": "fq"}
+QUANTS = {"fp32": "none", "fp16": "fp16", "int8": "int8", "fq": "fq", "mpe": "mpe"}
+BUDGETED = ("fq", "mpe")  # methods that take a memory budget (mpe requires one: its cache is sized by it)
 
 
 @dataclass(frozen=True)
@@ -25,21 +26,25 @@ class QuantMethod:
 
     label: str
     quant: str  # TrainConfig.quant
-    budget: float = 0.0  # share of the fp32 bytes (fq); 0: the mode's own thresholds
+    budget: float = 0.0  # share of the fp32 bytes (fq, mpe); 0: the mode's own thresholds (fq)
 
     @staticmethod
     def parse(text: str) -> QuantMethod:
-        """'fp32', 'fp16', 'int8', 'fq' (thresholds) or 'fq:0.5' (a budget)."""
+        """'fp32', 'fp16', 'int8', 'fq' (thresholds), 'fq:0.5' (a budget) or 'mpe:0.5' (MPE: int8 rows and an fp32
+        cache of the most pushed rows, as large as the budget allows)."""
         name, _, budget = text.strip().partition(":")
         if name not in QUANTS:
-            raise ValueError(f"unknown method {text!r}: use one of {', '.join(QUANTS)} (fq:BUDGET for a budget)")
-        if budget and name != "fq":
-            raise ValueError(f"method {text!r}: only fq takes a memory budget")
+            raise ValueError(f"unknown method {text!r}: use one of {', '.join(QUANTS)} (fq:BUDGET or mpe:BUDGET "
+                             "for a budget)")
+        if budget and name not in BUDGETED:
+            raise ValueError(f"method {text!r}: only fq and mpe take a memory budget")
+        if name == "mpe" and not budget:
+            raise ValueError(f"method {text!r}: mpe needs a memory budget, e.g. mpe:0.5")
         try:
             b = float(budget) if budget else 0.0
         except ValueError:
             raise ValueError(f"method {text!r}: the budget must be a number in (0, 1]") from None
-        if not 0.0 <= b <= 1.0:
+        if not 0.0 <= b <= 1.0 or (name == "mpe" and b == 0.0):
             raise ValueError(f"method {text!r}: the budget must be in (0, 1]")
         return QuantMethod(label=text.strip(), quant=QUANTS[name], budget=b)
 

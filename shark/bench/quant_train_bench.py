@@ -27,10 +27,10 @@ def bench_quant_vs_fp32(config: TrainConfig, cluster: ClusterConfig, rows: int, 
     if rows < 1 or repeats < 1:
         raise ValueError("rows and repeats must be >= 1")
     if config.quant == "none":
-        raise ValueError("--vs-fp32 compares a row precision with fp32: add --quant fq|fp16|int8")
+        raise ValueError("--vs-fp32 compares a row precision with fp32: add --quant fq|fp16|int8|mpe")
     spec = DataSpec(train_rows=rows, test_rows=1000, synth_seed=synth_seed)
     cluster = replace(cluster, checkpoint_dir=None, checkpoint_every=0)
-    sides = {"quant": config, "fp32": replace(config, quant="none", memory_budget=0.0)}
+    sides = {"quant": config, "fp32": replace(config, quant="none", memory_budget=0.0, mpe_cache=0.0)}
     seconds: dict[str, list[float]] = {k: [] for k in sides}
     memory: dict[str, Any] = {}
     try:

@@ -13,9 +13,11 @@ from shark.cli.options import cluster_config, cluster_options, model_options, tr
 
 @click.command("quant")
 @config_option
-@click.option("--methods", default="fp32,fp16,int8,fq:0.5,fq:0.4", show_default=True,
+@click.option("--methods", default="fp32,fp16,int8,fq:0.5,fq:0.4,mpe:0.5,mpe:0.4", show_default=True,
               help="Comma-separated: fp32 (required: the reference), fp16, int8 (uniform, stochastic rounding), "
-                   "fq (F-Quantization with its thresholds) or fq:BUDGET (a share of fp32's bytes, e.g. fq:0.5).")
+                   "fq (F-Quantization with its thresholds), fq:BUDGET (a share of fp32's bytes, e.g. fq:0.5) or "
+                   "mpe:BUDGET (the MPE baseline: int8 rows plus an fp32 cache of the most pushed rows, as large "
+                   "as the same budget allows).")
 @click.option("--seeds", default="0,1,2", show_default=True,
               help="Comma-separated seeds: each seeds both the synthetic data and the model.")
 @click.option("--train-rows", type=int, default=1_000_000, show_default=True, help="Synthetic training rows per run.")

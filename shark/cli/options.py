@@ -54,19 +54,24 @@ model_options = _apply([
 ])
 
 quant_options = _apply([
-    click.option("--quant", type=click.Choice(["none", "fq", "fp16", "int8"]), default=_DEFAULT.quant,
+    click.option("--quant", type=click.Choice(["none", "fq", "fp16", "int8", "mpe"]), default=_DEFAULT.quant,
                  show_default=True,
                  help="How the shards store embedding rows: 'fq' = F-Quantization (fp32/fp16/int8 per row by a "
-                      "click-frequency priority, the paper's); 'fp16'/'int8' = uniform baselines; 'none' = fp32."),
+                      "click-frequency priority, the paper's); 'fp16'/'int8' = uniform baselines; 'mpe' = every row "
+                      "in --mpe-low plus an fp32 cache of the most pushed rows (the MPE baseline); 'none' = fp32."),
     click.option("--memory-budget", type=float, default=_DEFAULT.memory_budget, show_default=True,
-                 help="With --quant fq: keep each table within this share of its all-fp32 bytes (every byte "
-                      "counted), e.g. 0.5; 0 = fixed thresholds --t8/--t16."),
+                 help="With --quant fq or mpe: keep each table within this share of its all-fp32 bytes (every byte "
+                      "counted), e.g. 0.5; fq: 0 = fixed thresholds --t8/--t16."),
+    click.option("--mpe-cache", type=float, default=_DEFAULT.mpe_cache, show_default=True,
+                 help="With --quant mpe and no budget: share of each table's rows cached in fp32."),
+    click.option("--mpe-low", type=click.Choice(["int8", "fp16"]), default=_DEFAULT.mpe_low, show_default=True,
+                 help="With --quant mpe: the precision every row is stored in."),
     click.option("--t8", type=float, default=_DEFAULT.t8, show_default=True,
                  help="With --quant fq and no budget: rows with priority below this are int8."),
     click.option("--t16", type=float, default=_DEFAULT.t16, show_default=True,
                  help="With --quant fq and no budget: rows with priority below this (and >= t8) are fp16."),
     click.option("--retier-every", type=int, default=_DEFAULT.retier_every, show_default=True,
-                 help="Pushes to a table between two re-tierings of its rows."),
+                 help="Pushes to a table between two re-tierings of its rows (mpe: two cache refreshes)."),
     click.option("--rounding", type=click.Choice(["stochastic", "nearest"]), default=_DEFAULT.rounding,
                  show_default=True, help="How updates are written back into fp16/int8 rows."),
 ])
@@ -109,7 +114,8 @@ def train_config(kw: dict[str, Any]) -> TrainConfig:
         bottom=parse_ints(kw.pop("bottom"), "--bottom"), top=parse_ints(kw.pop("top"), "--top"),
         lr_dense=kw.pop("lr_dense"), lr_embedding=kw.pop("lr_embedding"), capacity=kw.pop("capacity"),
         capacities=tuple(caps), seed=kw.pop("seed"), threads=kw.pop("threads"),
-        **{k: kw.pop(k) for k in ("quant", "memory_budget", "t8", "t16", "retier_every", "rounding") if k in kw},
+        **{k: kw.pop(k) for k in ("quant", "memory_budget", "t8", "t16", "retier_every", "rounding", "mpe_cache",
+                                    "mpe_low") if k in kw},
     )
 
 

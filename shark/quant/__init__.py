@@ -1,6 +1,7 @@
 """F-Quantization (paper section 3.2, DESIGN section 5), pure numpy: row codecs with nearest or stochastic
 rounding (codecs), eq. 7 priorities with exact lazy decay (priority), and eq. 8 tiers, fixed or from a byte budget
-(tiers). The parameter-server row store (ps.store) builds its fp16/int8 pools and re-tiering on these."""
+(tiers); and the MPE baseline's cache policy (mpe). The parameter-server row store (ps.store) builds its fp16/int8
+pools, re-tiering and MPE cache on these."""
 
 from shark.quant.codecs import (
     FP16_MAX,

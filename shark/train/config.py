@@ -23,14 +23,17 @@ class TrainConfig:
     eval_batch_size: int = 8192
     prefetch: int = 4  # batches parsed ahead in a background thread (0 = off)
     # F-Quantization (Ray engine: the shards keep the rows): "none" (fp32), "fq" (priority tiers, the paper's),
-    # or the uniform baselines "fp16" / "int8".
+    # the uniform baselines "fp16" / "int8", or "mpe" (the MPE baseline: every row in mpe_low plus an fp32 cache of
+    # the most pushed rows, sized by mpe_cache or memory_budget).
     quant: str = "none"
-    memory_budget: float = 0.0  # fq: share of the table's all-fp32 bytes to keep it within (0 = thresholds t8/t16)
+    memory_budget: float = 0.0  # fq/mpe: share of the table's all-fp32 bytes to keep it within (fq: 0 = thresholds)
+    mpe_cache: float = 0.0  # mpe without a budget: share of the rows cached in fp32
+    mpe_low: str = "int8"  # mpe: every row's stored precision, "int8" or "fp16"
     t8: float = 0.1  # fq threshold mode: priority < t8 -> int8, < t16 -> fp16, else fp32 (eq. 8)
     t16: float = 1.0
     fq_alpha: float = 2.0  # eq. 7: weight of a positive example
     fq_beta: float = 0.01  # eq. 7: rate of the priority's moving average
-    retier_every: int = 100  # pushes between re-tierings of a table
+    retier_every: int = 100  # pushes between re-tierings (fq) / cache refreshes (mpe) of a table
     rounding: str = "stochastic"  # how fp32 updates are written back into fp16/int8 rows
 
     def __post_init__(self) -> None:
@@ -45,8 +48,10 @@ class TrainConfig:
             "threads": self.threads >= 1,
             "eval_batch_size": self.eval_batch_size >= 1,
             "prefetch": self.prefetch >= 0,
-            "quant": self.quant in ("none", "fq", "fp16", "int8"),
+            "quant": self.quant in ("none", "fq", "fp16", "int8", "mpe"),
             "memory_budget": 0.0 <= self.memory_budget <= 1.0,
+            "mpe_cache": 0.0 <= self.mpe_cache <= 1.0,
+            "mpe_low": self.mpe_low in ("int8", "fp16"),
             "t8": 0.0 <= self.t8 <= self.t16,
             "fq_beta": 0.0 < self.fq_beta <= 1.0,
             "fq_alpha": self.fq_alpha >= 0,
@@ -54,8 +59,13 @@ class TrainConfig:
             "rounding": self.rounding in ("stochastic", "nearest"),
         }
         bad = [k for k, ok in checks.items() if not ok]
-        if not bad and self.memory_budget and self.quant != "fq":
-            raise ValueError("a memory budget needs F-Quantization: add --quant fq")
+        if not bad and self.memory_budget and self.quant not in ("fq", "mpe"):
+            raise ValueError("a memory budget needs --quant fq or --quant mpe")
+        if not bad and self.mpe_cache and self.quant != "mpe":
+            raise ValueError("--mpe-cache needs --quant mpe")
+        if not bad and self.quant == "mpe" and bool(self.memory_budget) == bool(self.mpe_cache):
+            raise ValueError("--quant mpe needs exactly one of --memory-budget (share of the fp32 bytes) and "
+                             "--mpe-cache (share of the rows cached in fp32)")
         if bad:
             raise ValueError(f"invalid training setting(s): {', '.join(f'{k}={getattr(self, k)!r}' for k in bad)}")
         for name, cap in self.capacities:

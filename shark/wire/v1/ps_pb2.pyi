@@ -153,7 +153,7 @@ class CreateTableRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., capacity: _Optional[int] = ..., optimizer: _Optional[str] = ..., learning_rate: _Optional[float] = ..., init_scale: _Optional[float] = ..., eps: _Optional[float] = ..., rounding: _Optional[str] = ..., seed: _Optional[int] = ..., beta1: _Optional[float] = ..., beta2: _Optional[float] = ..., quant: _Optional[_Union[QuantConfig, _Mapping]] = ...) -> None: ...
 
 class QuantConfig(_message.Message):
-    __slots__ = ("mode", "alpha", "beta", "t8", "t16", "budget_bytes", "budget_fraction", "t16_ratio", "retier_every")
+    __slots__ = ("mode", "alpha", "beta", "t8", "t16", "budget_bytes", "budget_fraction", "t16_ratio", "retier_every", "mpe_low", "mpe_cache_fraction")
     MODE_FIELD_NUMBER: _ClassVar[int]
     ALPHA_FIELD_NUMBER: _ClassVar[int]
     BETA_FIELD_NUMBER: _ClassVar[int]
@@ -163,6 +163,8 @@ class QuantConfig(_message.Message):
     BUDGET_FRACTION_FIELD_NUMBER: _ClassVar[int]
     T16_RATIO_FIELD_NUMBER: _ClassVar[int]
     RETIER_EVERY_FIELD_NUMBER: _ClassVar[int]
+    MPE_LOW_FIELD_NUMBER: _ClassVar[int]
+    MPE_CACHE_FRACTION_FIELD_NUMBER: _ClassVar[int]
     mode: str
     alpha: float
     beta: float
@@ -172,7 +174,9 @@ class QuantConfig(_message.Message):
     budget_fraction: float
     t16_ratio: float
     retier_every: int
-    def __init__(self, mode: _Optional[str] = ..., alpha: _Optional[float] = ..., beta: _Optional[float] = ..., t8: _Optional[float] = ..., t16: _Optional[float] = ..., budget_bytes: _Optional[int] = ..., budget_fraction: _Optional[float] = ..., t16_ratio: _Optional[float] = ..., retier_every: _Optional[int] = ...) -> None: ...
+    mpe_low: str
+    mpe_cache_fraction: float
+    def __init__(self, mode: _Optional[str] = ..., alpha: _Optional[float] = ..., beta: _Optional[float] = ..., t8: _Optional[float] = ..., t16: _Optional[float] = ..., budget_bytes: _Optional[int] = ..., budget_fraction: _Optional[float] = ..., t16_ratio: _Optional[float] = ..., retier_every: _Optional[int] = ..., mpe_low: _Optional[str] = ..., mpe_cache_fraction: _Optional[float] = ...) -> None: ...
 
 class CreateTableResponse(_message.Message):
     __slots__ = ("created",)
