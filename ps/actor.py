@@ -203,13 +203,15 @@ class ShardActor:
         with self.servicer.lock:
             tables = self.servicer.store.table_names()
             ledger = {w: {"applied": a, "duplicate": d} for w, (a, d) in self.servicer.push_ledger.items()}
+            # the durable ledger (checkpointed and replayed, so it spans restarts): per table, per worker key
+            durable = {t: {str(w): e for w, e in self.servicer.store.ledger(t).items()} for t in tables}
         return {"shard": self.shard, "shard_index": self.shard_index, "num_shards": self.num_shards,
                 "address": self.address(), "node_id": ctx.get_node_id() if ctx else None,
                 "node_ip": ray.util.get_node_ip_address() if ctx else None, "pid": os.getpid(),
                 "restored_tag": self.restored_tag, "replayed": self.replayed, "checkpoint_dir": self.checkpoint_dir,
                 "push_log": None if self.wal is None else str(self.wal.dir), "tables": tables,
                 "restarted": bool(ctx and ctx.was_current_actor_reconstructed),
-                "security": self.security.describe(), "pushes": ledger}
+                "security": self.security.describe(), "pushes": ledger, "ledger": durable}
 
     def stop(self, grace: float = 0.5) -> None:
         """Stop the gRPC server (in-flight calls get `grace` seconds). The actor stays; ray.kill() it after."""

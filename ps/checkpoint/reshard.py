@@ -48,10 +48,10 @@ _ROW_KEYS = ("row_id", "tier", "slot", "accum", "priority", *ADAM_COLUMNS)
 # Everything else a snapshot may hold; a key outside both (a table layout added later, e.g. a new quant mode's
 # per-table state) is refused rather than silently dropped.
 _TABLE_KEYS = {"format_version", "step", "dim", "capacity", "priority_epoch", "int8_scale", "index_buckets",
-               "index_grows_pending", "seq_workers", "seq_hw", "seq_above",
+               "index_grows_pending", "seq_workers", "seq_hw", "seq_above", "seq_count",
                *(f"{name}_{part}" for name in TIER_NAMES for part in ("data", "free"))}
 _SEQ_EMPTY = {"seq_workers": np.zeros(0, np.int64), "seq_hw": np.zeros(0, np.int64),
-              "seq_above": np.zeros((0, 2), np.int64)}
+              "seq_above": np.zeros((0, 2), np.int64), "seq_count": np.zeros(0, np.int64)}
 
 
 def shard_name(i: int) -> str:

@@ -18,6 +18,9 @@ class SeqTracker:
         self.window = window
         self.hw: dict[int, int] = {}  # worker -> high-water mark (-1 = nothing yet; seqs start at 0)
         self.above: dict[int, set[int]] = {}  # worker -> applied seqs > hw
+        # worker -> pushes applied, over the table's whole life (checkpointed, and rebuilt by a push-log replay):
+        # the durable ledger. Equal to the distinct seqs marked unless something applied a seq twice.
+        self.count: dict[int, int] = {}
 
     def check(self, worker_id: int, seq: int) -> bool:
         """True if (worker_id, seq) was applied already. Raises before anything changes if it cannot be accepted."""
@@ -39,13 +42,26 @@ class SeqTracker:
             hw += 1
             above.remove(hw)
         self.hw[w] = hw
+        self.count[w] = self.count.get(w, 0) + 1
+
+    def ledger(self) -> dict[int, dict[str, int]]:
+        """Per worker: pushes applied, distinct seqs applied, the highest seq applied. A run whose pushes all
+        landed once shows applied == distinct == highest + 1 on a table every step touches."""
+        out = {}
+        for w, hw in self.hw.items():
+            above = self.above.get(w, set())
+            distinct = hw + 1 + len(above)
+            out[w] = {"applied": self.count.get(w, distinct), "distinct": distinct,
+                      "highest": max(above) if above else hw}
+        return out
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Plain arrays for a checkpoint: workers (W,), their hw (W,), and (worker, seq) pairs above hw (M, 2)."""
         workers = np.array(sorted(self.hw), dtype=np.int64)
         pairs = [(w, s) for w in workers.tolist() for s in sorted(self.above.get(w, ()))]  # <= window per worker
         return {"seq_workers": workers, "seq_hw": np.array([self.hw[w] for w in workers.tolist()], dtype=np.int64),
-                "seq_above": np.array(pairs, dtype=np.int64).reshape(-1, 2)}
+                "seq_above": np.array(pairs, dtype=np.int64).reshape(-1, 2),
+                "seq_count": np.array([self.count.get(w, 0) for w in workers.tolist()], dtype=np.int64)}
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], window: int = 4096) -> SeqTracker:
@@ -54,4 +70,8 @@ class SeqTracker:
         t.above = {w: set() for w in t.hw}
         for w, s in arrays["seq_above"].reshape(-1, 2).tolist():
             t.above.setdefault(int(w), set()).add(int(s))
+        if "seq_count" in arrays:
+            t.count = {int(w): int(c) for w, c in zip(arrays["seq_workers"].tolist(), arrays["seq_count"].tolist())}
+        else:  # a checkpoint from before the ledger: each seq it knows was applied once
+            t.count = {w: h + 1 + len(t.above.get(w, ())) for w, h in t.hw.items()}
         return t

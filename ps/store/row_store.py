@@ -212,6 +212,10 @@ class RowStore:
     def stats(self, table: str) -> dict[str, int]:
         return self._table(table).stats()
 
+    def ledger(self, table: str) -> dict[int, dict[str, int]]:
+        """The table's durable push ledger: per worker key, pushes applied, distinct seqs, highest seq."""
+        return self._table(table).seqs.ledger()
+
     def snapshot(self, table: str) -> dict[str, np.ndarray]:
         """Plain arrays (copies), no pickle: everything needed to restore the table bit-exactly."""
         return table_to_arrays(self._table(table))

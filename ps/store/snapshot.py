@@ -149,6 +149,10 @@ def table_from_arrays(cfg: TableConfig, arrays: dict[str, np.ndarray], seq_windo
         raise InvalidRequest(f"snapshot has adam state but the table's optimizer is {cfg.optimizer!r}")
     seq = {"seq_workers": g("seq_workers", np.int64, 1), "seq_hw": g("seq_hw", np.int64, 1),
            "seq_above": g("seq_above", np.int64, 2)}
+    if "seq_count" in arrays:  # absent in snapshots from before the durable ledger
+        seq["seq_count"] = g("seq_count", np.int64, 1)
+        if seq["seq_count"].shape != seq["seq_workers"].shape or (seq["seq_count"] < 0).any():
+            raise InvalidRequest("snapshot seq_count does not match seq_workers")
     if seq["seq_hw"].shape != seq["seq_workers"].shape or seq["seq_above"].shape[1:] != (2,):
         raise InvalidRequest("snapshot seq arrays are inconsistent")
 

@@ -605,7 +605,10 @@ class Coordinator:
                         # every shard's tables at the end (a deletion is all or nothing: they must agree)
                         "shard_tables": [sorted(i["tables"]) for i in shards_end],
                         # per shard: PushMany steps per worker id, applied and answered as duplicates
-                        "push_ledger": {i["shard"]: i.get("pushes", {}) for i in shards_end}},
+                        "push_ledger": {i["shard"]: i.get("pushes", {}) for i in shards_end},
+                        # per shard, per table, per worker key (ps.requests.worker_key): pushes applied over the
+                        # shard's whole life (checkpointed and replayed, so a restarted shard's count is complete)
+                        "durable_ledger": {i["shard"]: i.get("ledger", {}) for i in shards_end}},
             "data": reports[0]["data"],
             "train": {"progressive": progressive, "epochs": epochs},
             "test": test,
