@@ -103,10 +103,26 @@ def run_quant_bench(spec: QuantBenchSpec, base: TrainConfig, cluster: ClusterCon
                     on_run(runs[-1])
     finally:
         handle.shutdown()
+    summary = summarise(runs, spec.methods)
     return {"spec": {"methods": [m.label for m in spec.methods], "seeds": list(spec.seeds),
                      "train_rows": spec.train_rows, "test_rows": spec.test_rows,
                      "embedding_dim": base.embedding_dim, "shards": cluster.shards, "workers": cluster.workers},
-            "runs": runs, "methods": summarise(runs, spec.methods)}
+            "runs": runs, "methods": summary, "at_budget": at_budget(summary)}
+
+
+def at_budget(summary: list[dict[str, Any]], slack: float = 0.005) -> list[dict[str, Any]]:
+    """For each F-Q budget tried: every method whose memory (all bytes, mean over seeds) fits in it (up to `slack`
+    of fp32's bytes, the budget's own rounding), with its AUC difference from fp32, and whether F-Q's AUC is at
+    least each of theirs. Uniform int8 has no budget of its own: it enters every budget it fits in."""
+    out = []
+    for fq in (m for m in summary if m["quant"] == "fq" and m["budget"]):
+        b = fq["budget"]
+        fits = [m for m in summary if m["quant"] != "none" and m["memory_fraction_mean"] <= b + slack]
+        out.append({"budget": b, "fq": fq["method"],
+                    "methods": {m["method"]: {"memory_fraction_mean": m["memory_fraction_mean"],
+                                              "auc_delta_vs_fp32_mean": m["auc_delta_vs_fp32_mean"]} for m in fits},
+                    "fq_at_least": {m["method"]: fq["auc_mean"] >= m["auc_mean"] for m in fits if m is not fq}})
+    return out
 
 
 def summarise(runs: list[dict[str, Any]], methods: tuple[QuantMethod, ...]) -> list[dict[str, Any]]:
@@ -145,4 +161,7 @@ def format_table(result: dict[str, Any]) -> str:
                      f"{m['auc_delta_vs_fp32_min']:>+9.4f}{m['memory_fraction_mean']:>9.1%}{pay:>9}")
     lines.append("memory and payload: shares of the fp32 run's bytes on the same seed (every byte counted / the row "
                  "values only); dAUC: paired with fp32 on the same seed, mean and worst")
+    for row in result.get("at_budget", []):
+        others = ", ".join(f"{name} {'<=' if ok else '>'} {row['fq']}" for name, ok in row["fq_at_least"].items())
+        lines.append(f"within a {row['budget']:.0%} budget (mean AUC): {others or 'no other method fits'}")
     return "\n".join(lines)

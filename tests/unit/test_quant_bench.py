@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from shark.bench.quant_bench import QuantBenchSpec, QuantMethod, format_table, summarise
+from shark.bench.quant_bench import QuantBenchSpec, QuantMethod, at_budget, format_table, summarise
 from shark.report.quant_plots import plot_quant
 
 
@@ -42,3 +42,17 @@ def test_summary_pairs_each_seed_with_its_fp32_run(tmp_path: Path) -> None:
     assert "fq:0.5" in format_table(result)
     plot_quant(result, tmp_path / "q.png")
     assert (tmp_path / "q.png").stat().st_size > 10_000
+
+
+def test_at_budget_compares_fq_with_every_method_that_fits() -> None:
+    methods = tuple(QuantMethod.parse(m) for m in ("fp32", "fp16", "int8", "fq:0.5", "fq:0.4", "mpe:0.4"))
+    runs = [_run("fp32", "none", 0, 0.790, 1000, 640), _run("fp16", "fp16", 0, 0.7899, 550, 320),
+            _run("int8", "int8", 0, 0.7895, 343, 160), _run("fq:0.5", "fq", 0, 0.7898, 498, 240),
+            _run("fq:0.4", "fq", 0, 0.7894, 399, 170), _run("mpe:0.4", "mpe", 0, 0.7890, 401, 180)]
+    for r in runs:
+        r["budget"] = float(r["method"].split(":")[1]) if ":" in r["method"] else 0.0
+    rows = {r["budget"]: r for r in at_budget(summarise(runs, methods))}
+    assert set(rows) == {0.5, 0.4}
+    assert set(rows[0.5]["methods"]) == {"int8", "fq:0.5", "fq:0.4", "mpe:0.4"}  # fp16 (55%) does not fit
+    assert rows[0.5]["fq_at_least"] == {"int8": True, "fq:0.4": True, "mpe:0.4": True}
+    assert rows[0.4]["fq_at_least"] == {"int8": False, "mpe:0.4": True}  # 0.7894 < int8's 0.7895
