@@ -65,21 +65,7 @@ def latest_tag(directory: str | Path, shard: str = "shard-0") -> str | None:
     """The tag under `directory` whose <tag>/<shard>/MANIFEST.json is present and valid, with the newest
     created_unix_ns (ties: the larger tag). Incomplete checkpoints (no or broken manifest) are skipped. The table
     files are not hashed here: read_shard_checkpoint verifies them."""
-    check_plain_name(shard, "shard")
-    base = Path(directory)
-    if not base.is_dir():
-        return None
-    best: tuple[int, str] | None = None
-    for child in base.iterdir():
-        try:
-            tag = check_plain_name(child.name, "tag")
-            m = load_manifest(base, shard, tag=tag)
-        except CheckpointError:
-            continue
-        key = (m["created_unix_ns"], tag)
-        if best is None or key > best:
-            best = key
-    return None if best is None else best[1]
+    return latest_common_tag(directory, [shard])  # one shard: the same rule
 
 
 def latest_common_tag(directory: str | Path, shards: Sequence[str]) -> str | None:
