@@ -24,7 +24,7 @@ import numpy as np
 from shark.coordinator.compress_loop import CompressProgress, run_compression
 from shark.coordinator.config import ClusterConfig
 from shark.coordinator.errors import RunError
-from shark.coordinator.failpoints import armed, maybe_fail
+from shark.coordinator.failpoints import Failpoints
 from shark.coordinator.journal import Journal
 from shark.coordinator.phases import Phase, RunStateMachine
 from shark.coordinator.pruning import CompressConfig
@@ -59,6 +59,7 @@ class Coordinator:
         self.journal = Journal(os.path.join(cluster.checkpoint_dir, "coordinator", self.run_id)) \
             if cluster.checkpoint_dir else None
         self.incarnation = self.journal.next_incarnation() if self.journal else 0
+        self.failpoints = Failpoints(tuple(cluster.failpoints), self.incarnation)
         self.sm = RunStateMachine(on_move=self._journal_move)
         self._journal_move(self.sm.history[0])
         self.coordinator_restarts: list[dict[str, Any]] = []
@@ -76,6 +77,10 @@ class Coordinator:
         self.rollbacks = 0  # shard restores to an earlier checkpoint (each starts the workers' new push ids)
         self.epoch = 0
         self.train_seconds = 0.0
+        # Examples in the committed training segments (epochs and streams, not fine-tuning), over every coordinator
+        # incarnation: the summary's throughput divides it by train_seconds, which covers the same work. A segment
+        # lost with a dying worker is in the seconds but not here (it is trained again, and counted then).
+        self.train_examples = 0
         self._train_started: float | None = None
         self._last_progress: dict[str, Any] = {"examples": 0}
         self.placement_group: Any = None
@@ -172,6 +177,7 @@ class Coordinator:
             self.checkpoints = list(state["checkpoints"])
             self.rollbacks = int(state["rollbacks"])
             self.train_seconds = float(state["train_seconds"])
+            self.train_examples = int(state.get("train_examples", 0))
         # One plan for the run's metadata (fields, table names, the teacher): building one constructs the synthetic
         # generator, which calibrates itself, so it is not rebuilt per use.
         self.plan = plan = DataPlan(self.spec, self.config.batch_size, self.config.eval_batch_size)
@@ -251,7 +257,7 @@ class Coordinator:
         return base if self.incarnation == 0 else f"{base}-i{self.incarnation}"
 
     def failpoint(self, name: str) -> None:
-        maybe_fail(tuple(self.cluster.failpoints), name, self.incarnation)
+        self.failpoints(name)
 
     def _resume_point(self) -> dict[str, Any] | None:
         """For a restarted coordinator (incarnation > 0): the newest complete checkpoint of this run, whose RUN.json
@@ -441,6 +447,7 @@ class Coordinator:
                 self._train_started = None
             for i, r in results.items():
                 self.positions[i], self.seqs[i] = r["position"], r["seq"]
+                self.train_examples += int(r["labels"].size)
                 logs[i].append((r["labels"], r["probs"]))
                 if self._segment_logs is not None:  # before the checkpoint that commits it
                     self._segment_logs.save(epoch, i, self.segments[i], r["labels"], r["probs"])
@@ -497,16 +504,16 @@ class Coordinator:
         assert c.checkpoint_dir is not None
         tag = self._incarnation_name(f"ckpt-{len(self.checkpoints):05d}-{self.run_id}")
         t0 = time.perf_counter()
-        if self.incarnation == 0 and armed(c.failpoints, "checkpointing.after_first_shard"):
+        if self.failpoints.reached("checkpointing.after_first_shard"):
             self.client.checkpoint(c.checkpoint_dir, tag, shards=[0])
-            self.failpoint("checkpointing.after_first_shard")
+            self.failpoints.die("checkpointing.after_first_shard")
         written = self.client.checkpoint(c.checkpoint_dir, tag)
         self.failpoint("checkpointing.before_manifest")
         entry = {"tag": tag, "path": os.path.join(c.checkpoint_dir, tag), "final": final,
                  "seconds": round(time.perf_counter() - t0, 3), "bytes": written}
         resume = None if state is None else {
             **state, "train": self._train_record, "checkpoints": [*self.checkpoints, entry],
-            "rollbacks": self.rollbacks, "train_seconds": self.train_seconds}
+            "rollbacks": self.rollbacks, "train_seconds": self.train_seconds, "train_examples": self.train_examples}
         body = {"run_id": self.run_id, "final": final, "epoch": self.epoch, "resume": resume,
                 "positions": {str(k): v for k, v in self.positions.items()},
                 "train_config": self.config.to_dict(), "cluster": self.cluster.to_dict(),
@@ -536,9 +543,9 @@ class Coordinator:
         import ray
 
         if name != "dense":
-            if self.incarnation == 0 and armed(self.cluster.failpoints, "deleting.after_first_shard"):
+            if self.failpoints.reached("deleting.after_first_shard"):
                 self.client.drop_table(name, shards=[0])
-                self.failpoint("deleting.after_first_shard")
+                self.failpoints.die("deleting.after_first_shard")
             self.client.drop_table(name)
         ray.get([w.drop_field.remote(name) for w in self.workers])
         self.fields.remove(name)
@@ -590,7 +597,7 @@ class Coordinator:
         shards_end = ray.get([s.info.remote() for s in self.shards])  # restarts and recoveries during the run
         stats = self.client.table_stats()
         dense_stats = stats.pop(DENSE_TABLE, None)
-        examples = sum(r["times"]["examples"] for r in reports)
+        examples = self.train_examples
         emb_bytes = sum(s["bytes_by_kind"].get("total", 0) for s in stats.values())
         summary: dict[str, Any] = {
             "engine": "ray",

@@ -28,9 +28,6 @@ FAILPOINTS: dict[str, str] = {
 EXIT_CODE = 77
 
 
-_hits: dict[str, int] = {}  # name -> times reached in this process
-
-
 def parse_failpoint(spec: str) -> tuple[str, int]:
     """"name" or "name@n" (die the n-th time the point is reached; default the first)."""
     name, _, nth = spec.partition("@")
@@ -44,16 +41,35 @@ def check_failpoints(specs: tuple[str, ...]) -> None:
         parse_failpoint(spec)
 
 
-def armed(specs: tuple[str, ...], name: str) -> bool:
-    return any(parse_failpoint(s)[0] == name for s in specs)
+class Failpoints:
+    """One coordinator incarnation's failpoints and its visit counts. Disarmed in every incarnation but the first,
+    so the restarted coordinator runs through the point that killed its predecessor."""
 
+    def __init__(self, specs: tuple[str, ...], incarnation: int) -> None:
+        self._due: dict[str, set[int]] = {}  # name -> the visits (1-based) at which it fires
+        if incarnation == 0:
+            for spec in specs:
+                name, nth = parse_failpoint(spec)
+                self._due.setdefault(name, set()).add(nth)
+        self._visits: dict[str, int] = {}
 
-def maybe_fail(specs: tuple[str, ...], name: str, incarnation: int) -> None:
-    """Count a visit of `name`; die if it is armed for this visit and this is the first incarnation."""
-    if incarnation != 0 or not armed(specs, name):
-        return
-    _hits[name] = _hits.get(name, 0) + 1
-    if any(parse_failpoint(s) == (name, _hits[name]) for s in specs):
-        log.error("failpoint %s (visit %d): the coordinator dies now (%s)", name, _hits[name], FAILPOINTS[name])
+    def reached(self, name: str) -> bool:
+        """Count a visit of `name`: True if the coordinator must die at this one. A point that does harm of its
+        own first (a partial checkpoint or drop) asks this, does it, then calls die()."""
+        if name not in FAILPOINTS:
+            raise ValueError(f"unknown failpoint {name!r}")
+        if name not in self._due:
+            return False
+        self._visits[name] = self._visits.get(name, 0) + 1
+        return self._visits[name] in self._due[name]
+
+    def die(self, name: str) -> None:
+        log.error("failpoint %s (visit %d): the coordinator dies now (%s)", name, self._visits.get(name, 0),
+                  FAILPOINTS[name])
         sys.stderr.flush()
         os._exit(EXIT_CODE)
+
+    def __call__(self, name: str) -> None:
+        """A plain crash point: die here if this visit is armed."""
+        if self.reached(name):
+            self.die(name)

@@ -46,6 +46,7 @@ def train_stream(coord: Any) -> dict[str, Any]:
             coord.train_seconds += time.perf_counter() - coord._train_started
             coord._train_started = None
         segments += 1
+        coord.train_examples += sum(int(r["labels"].size) for r in results)
         coord.positions = {r["worker"]: r["position"] for r in results}
         trained = sum(r["trained_examples"] for r in results)
         windows.add(merge_in_time_order([(r["labels"], r["probs"]) for r in results]).arrays(), trained)

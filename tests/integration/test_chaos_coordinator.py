@@ -84,6 +84,8 @@ def test_coordinator_killed_mid_checkpoint_or_training_resumes_the_epoch(ray_ses
         assert r["partial_checkpoints_removed"] and r["resumed_from"] not in r["partial_checkpoints_removed"]
     # every training example once in the progressive log (the committed segments' logs were read back)
     assert s["train"]["progressive"]["examples"] == TRAIN
+    # throughput counts every incarnation's committed examples, as train_seconds counts every incarnation's time
+    assert s["throughput"]["train_examples"] == TRAIN
     assert 0.6 < s["test"]["auc"] < 0.9
     _consistent(s, ckpt)
 

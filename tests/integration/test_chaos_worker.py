@@ -73,6 +73,7 @@ def test_killed_workers_resume_and_every_example_trains_once(ray_session, tmp_pa
     restarts = s["cluster"]["worker_restarts"]
     assert sorted(r["worker"] for r in restarts) == sorted(i for wave in victims for i in wave), restarts
     assert s["train"]["progressive"]["examples"] == ROWS  # every example's prediction logged once
+    assert s["throughput"]["train_examples"] == ROWS  # a restarted worker's lost segment is counted once
     # the ledger: on every shard, each worker's applied steps are exactly its batches; resent ones were dropped
     steps = [math.ceil(n / BATCH) for n in (ROWS // WORKERS, ROWS - ROWS // WORKERS)]
     for shard, ledger in s["cluster"]["push_ledger"].items():

@@ -32,6 +32,8 @@ def test_compress_deletes_tables_everywhere_and_reports(ray_session, tmp_path: P
     assert s["test"]["auc"] == c["final_test"]["auc"]
     assert all(r["auc"] >= c["auc_floor"] for r in kept)
     assert c["stop_reason"]
+    # throughput is training's alone: the rounds' and the control's fine-tuning rows are not in it
+    assert s["throughput"]["train_examples"] == 60000
     phases = [p["phase"] for p in s["phases"]]
     assert {"scoring", "deleting", "fine_tuning"} <= set(phases) and phases[-1] == "done"
     assert np.isfinite(c["memory_fraction"])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from shark.coordinator.config import ClusterConfig
-from shark.coordinator.failpoints import armed, parse_failpoint
+from shark.coordinator.failpoints import Failpoints, parse_failpoint
 from shark.coordinator.journal import Journal
 from shark.coordinator.phases import Phase, RunStateMachine
 from shark.coordinator.run_manifest import RUN_FILE, discard_partial_checkpoints, latest_run_tag, write_run_manifest
@@ -35,8 +35,16 @@ def test_journal_counts_incarnations_and_survives_a_torn_line(tmp_path: Path) ->
 def test_failpoint_names_are_checked() -> None:
     assert parse_failpoint("deleting.after_first_shard") == ("deleting.after_first_shard", 1)
     assert parse_failpoint("checkpointing.before_manifest@3") == ("checkpointing.before_manifest", 3)
-    assert armed(("checkpointing.before_manifest@3",), "checkpointing.before_manifest")
-    assert not armed(("checkpointing.before_manifest@3",), "deleting.after_first_shard")
+    # fires at the armed visit only, and never in a restarted incarnation
+    fp = Failpoints(("checkpointing.before_manifest@3", "checkpointing.before_manifest@5"), incarnation=0)
+    visits = [fp.reached("checkpointing.before_manifest") for _ in range(6)]
+    assert visits == [False, False, True, False, True, False]
+    assert not fp.reached("deleting.after_first_shard")
+    fp("deleting.after_first_shard")  # not armed: returns
+    again = Failpoints(("checkpointing.before_manifest",), incarnation=1)
+    assert not any(again.reached("checkpointing.before_manifest") for _ in range(3))
+    with pytest.raises(ValueError, match="unknown failpoint"):
+        fp.reached("typo")
     for bad in ("deleting", "deleting.after_first_shard@0", "deleting.after_first_shard@x"):
         with pytest.raises(ValueError, match="failpoint"):
             parse_failpoint(bad)
