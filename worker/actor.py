@@ -86,8 +86,10 @@ class WorkerActor:
     @_worker_errors
     def drop_field(self, name: str) -> dict[str, Any]:
         """F-Permutation deletion in this worker's model replica (its table is dropped on the shards by the
-        coordinator; the dense table keeps its layout, see DenseChunks.after_drop)."""
-        self.trainer.drop_field(name)
+        coordinator; the dense table keeps its layout, see DenseChunks.after_drop). Idempotent: a worker that was
+        restarted and rejoined without the field has nothing to do."""
+        if name in self.trainer.model.fields:
+            self.trainer.drop_field(name)
         return {"fields": list(self.trainer.model.fields), "dense_parameters": self.trainer.dense.size}
 
     def reset_fields(self, dropped: list[str]) -> list[str]:
@@ -106,6 +108,18 @@ class WorkerActor:
         The id is a function of the run and the rollback count, so it is the same in every incarnation."""
         self.client.start_timeline(f"{self.base_worker_id}-t{timeline}")
         return self.client.worker_id
+
+    @_worker_errors
+    def rejoin(self, dropped: list[str], timeline: int, seq: int) -> dict[str, Any]:
+        """A restarted incarnation outside epoch training (scoring, a deletion, fine-tuning, an evaluation) takes
+        over its predecessor's model layout (the initial model minus `dropped`) and push identity: the rollback
+        timeline `timeline` (0: none yet) at seq `seq`, its predecessor's last acknowledged one."""
+        self.reset_fields(dropped)
+        if timeline:
+            self.client.start_timeline(f"{self.base_worker_id}-t{timeline}")
+        self.client.resume_at(seq)
+        return {"worker": self.index, "pid": os.getpid(), "fields": list(self.trainer.model.fields), "seq": seq,
+                "worker_id": self.client.worker_id}
 
     def ping(self) -> dict[str, Any]:
         import ray

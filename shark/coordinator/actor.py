@@ -38,6 +38,7 @@ from shark.coordinator.segment_logs import SegmentLogs
 from shark.coordinator.stream_loop import Windows as _Windows  # noqa: F401 - the name tests import
 from shark.coordinator.stream_loop import merge_in_time_order as _merge_in_time_order
 from shark.coordinator.stream_loop import train_stream
+from shark.coordinator.worker_restarts import call_workers, revive
 from shark.metrics import ScoreLog, auc, logloss
 from shark.train.config import TrainConfig
 from shark.train.data_plan import DataPlan, DataSpec
@@ -469,27 +470,11 @@ class Coordinator:
 
     def _resume_worker(self, i: int, epoch: int, cause: Exception) -> None:
         """Wait for Ray's restart of worker i (up to cluster.worker_restarts per run) and hand it its committed
-        point. A worker that cannot come back fails the run with the reason."""
-        import ray
-
-        restarts = sum(1 for r in self.worker_restarts if r["worker"] == i)
-        if restarts >= self.cluster.worker_restarts:
-            raise RunError(f"worker {i} died {restarts + 1} times (worker_restarts={self.cluster.worker_restarts}): "
-                           f"{cause}")
-        deadline = time.monotonic() + self.cluster.ready_timeout_s
-        while True:
-            try:
-                info = ray.get(self.workers[i].resume.remote(epoch, self.positions.get(i, 0), self.seqs.get(i, 0)),
-                               timeout=30)
-                break
-            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as exc:
-                if time.monotonic() > deadline:
-                    raise RunError(f"worker {i} did not come back after dying ({cause}): {exc}") from None
-                time.sleep(0.5)
-        self.worker_restarts.append({"worker": i, "epoch": epoch + 1, "position": info["position"],
-                                     "seq": info["seq"], "pid": info["pid"]})
-        log.warning("worker %d restarted (pid %d): resumes at batch %d, seq %d", i, info["pid"], info["position"],
-                    info["seq"])
+        point in the epoch. A worker that cannot come back fails the run with the reason."""
+        position, seq = self.positions.get(i, 0), self.seqs.get(i, 0)
+        info = revive(self, i, cause, f"training epoch {epoch + 1}",
+                      lambda w: w.resume.remote(epoch, position, seq))
+        log.warning("worker %d resumes epoch %d at batch %d, seq %d", i, epoch + 1, info["position"], info["seq"])
 
     def _train_stream(self) -> dict[str, Any]:
         """Stream mode (shark.coordinator.stream_loop): segments until stopped, progressive AUC per window, and
@@ -524,9 +509,7 @@ class Coordinator:
         return tag
 
     def _evaluate(self) -> dict[str, Any]:
-        import ray
-
-        parts = ray.get([w.evaluate.remote() for w in self.workers])
+        parts = call_workers(self, "evaluate", where="evaluating")
         log = ScoreLog()
         for y, p in parts:
             log.add(y, p)
@@ -540,43 +523,43 @@ class Coordinator:
     def _delete(self, name: str) -> None:
         """Delete a field everywhere: its table on every shard (DropTable, idempotent and in each shard's push log,
         retried until every shard has it gone), then in every worker's model replica."""
-        import ray
-
         if name != "dense":
             if self.failpoints.reached("deleting.after_first_shard"):
                 self.client.drop_table(name, shards=[0])
                 self.failpoints.die("deleting.after_first_shard")
             self.client.drop_table(name)
-        ray.get([w.drop_field.remote(name) for w in self.workers])
-        self.fields.remove(name)
+        self.fields.remove(name)  # first: a worker revived now rejoins without it (drop_field is idempotent)
+        call_workers(self, "drop_field", name, where=f"deleting {name}")
 
     def _restore_all(self, tag: str) -> None:
         """Roll every shard back to checkpoint `tag`; the workers then push as new ids from seq 0 (the restored
         idempotency windows know their seqs only up to that checkpoint)."""
-        import ray
-
         assert self.cluster.checkpoint_dir
         self.client.restore(self.cluster.checkpoint_dir, tag)
         self.rollbacks += 1
-        ray.get([w.after_restore.remote(self.rollbacks) for w in self.workers])
         self.seqs = {i: 0 for i in range(len(self.workers))}
+        call_workers(self, "after_restore", self.rollbacks, where="rolling back")  # a revived one rejoins at t<n>
+
+    def _roll_back(self, tag: str, dropped: list[str]) -> None:
+        """The shards to checkpoint `tag`, and every worker's replica and the field list to what it holds: the
+        initial model minus `dropped` (in deletion order). The field list first, so a worker revived meanwhile
+        rejoins with it."""
+        self.fields = [f for f in self._initial_fields if f not in dropped]
+        self._restore_all(tag)
+        call_workers(self, "reset_fields", list(dropped), where="rolling back")
 
     def _finetune(self, rows: int, offset: int) -> None:
-        import ray
-
-        for r in ray.get([w.finetune.remote(rows, offset) for w in self.workers]):
+        for r in call_workers(self, "finetune", rows, offset, where="fine-tuning", changes_shards=True):
             self.seqs[r["worker"]] = r["seq"]
 
     def _score(self, teacher: dict[str, Any] | None, rows: int) -> dict[str, Any]:
         """F-Permutation (paper eq. 4) across the workers: one pass gathers every worker's partial sums (the
         'abs' and 'signed' scores are both plain sums, shark.fperm.taylor); added and finished here."""
-        import ray
-
         from shark.fperm import FieldSums, spearman_with
 
         share = -(-rows // len(self.workers))
         t0 = time.perf_counter()
-        parts = ray.get([w.field_sums.remote(None, share) for w in self.workers])
+        parts = call_workers(self, "field_sums", None, share, where="scoring fields")
         sums = functools.reduce(operator.add, [FieldSums.from_dict(d) for d in parts])
         out: dict[str, Any] = {"rows": sums.n, "seconds": round(time.perf_counter() - t0, 3)}
         for variant in ("abs", "signed"):
@@ -593,7 +576,7 @@ class Coordinator:
 
         from shark import __version__
 
-        reports = ray.get([w.report.remote() for w in self.workers])
+        reports = call_workers(self, "report", where="reporting")
         shards_end = ray.get([s.info.remote() for s in self.shards])  # restarts and recoveries during the run
         stats = self.client.table_stats()
         dense_stats = stats.pop(DENSE_TABLE, None)

@@ -15,6 +15,7 @@ from typing import Any
 
 from shark.coordinator.phases import Phase
 from shark.coordinator.pruning import PruningPolicy
+from shark.coordinator.worker_restarts import WorkerLost
 
 
 @dataclass
@@ -68,8 +69,6 @@ def run_compression(coord: Any, p: CompressProgress, resumed_tag: str | None = N
 
 
 def _rounds(coord: Any, policy: PruningPolicy, p: CompressProgress, resumed_tag: str | None) -> None:
-    import ray
-
     cc = coord.compress
     while True:
         if p.pending is None or resumed_tag is None:
@@ -90,13 +89,19 @@ def _rounds(coord: Any, policy: PruningPolicy, p: CompressProgress, resumed_tag:
             policy.rounds = p.pending["round"]
         p.first_before = p.first_before or before
         r, victims = p.pending["round"], list(p.pending["victims"])
-        coord.sm.move(Phase.DELETING, ", ".join(victims))
-        for v in victims:
-            coord._delete(v)
-        coord.failpoint("fine_tuning.after_deletion")
-        if cc.finetune_rows:  # fresh rows each round: a one-pass model overfits rows it has seen
-            coord.sm.move(Phase.FINE_TUNING, f"{cc.finetune_rows:,} fresh rows")
-            coord._finetune(cc.finetune_rows, (r - 1) * cc.finetune_rows)
+        while True:
+            coord.sm.move(Phase.DELETING, ", ".join(victims))
+            for v in victims:
+                coord._delete(v)
+            coord.failpoint("fine_tuning.after_deletion")
+            try:
+                if cc.finetune_rows:  # fresh rows each round: a one-pass model overfits rows it has seen
+                    coord.sm.move(Phase.FINE_TUNING, f"{cc.finetune_rows:,} fresh rows")
+                    coord._finetune(cc.finetune_rows, (r - 1) * cc.finetune_rows)
+                break
+            except WorkerLost as exc:  # half its pushes landed: the round again from its checkpoint
+                coord.sm.move(Phase.ROLLING_BACK, f"round {r}: {exc}; deleting and fine-tuning again from {before}")
+                coord._roll_back(before, p.dropped)
         coord.sm.move(Phase.EVALUATING, f"round {r}")
         test = coord._evaluate()
         memory = coord._embedding_bytes()
@@ -108,9 +113,7 @@ def _rounds(coord: Any, policy: PruningPolicy, p: CompressProgress, resumed_tag:
         p.pending = None
         if not ok:
             coord.sm.move(Phase.ROLLING_BACK, f"round {r}: AUC {test['auc']:.4f} < floor {policy.auc_floor:.4f}")
-            coord._restore_all(before)
-            ray.get([w.reset_fields.remote(p.dropped) for w in coord.workers])
-            coord.fields = [f for f in coord._initial_fields if f not in p.dropped]
+            coord._roll_back(before, p.dropped)
             coord.sm.move(Phase.EVALUATING, "the model before the rejected round")
             p.final = coord._evaluate()
             p.reason = f"round {r} fell below the AUC floor ({test['auc']:.4f} < {policy.auc_floor:.4f}): rolled back"
@@ -123,26 +126,25 @@ def _control(coord: Any, p: CompressProgress, resumed_tag: str | None) -> dict[s
     """The unpruned model fine-tuned on the same fresh rows as the kept rounds, then evaluated; afterwards the
     pruned model is put back exactly (its own checkpoint, `resumed_tag` when resuming from it), so the run ends
     with the compressed model."""
-    import ray
-
     cc = coord.compress
     if resumed_tag is None:
         coord.sm.move(Phase.CHECKPOINTING, "the pruned model, before the control")
         pruned = coord._checkpoint(final=False, state={"stage": "compress", "compress": p.to_dict()})
     else:
         pruned = resumed_tag
-    kept_fields = list(coord.fields)
     rows = sum(r["accepted"] for r in p.rounds) * cc.finetune_rows
     coord.sm.move(Phase.FINE_TUNING, f"control: the unpruned model on the same {rows:,} fresh rows")
-    coord._restore_all(p.first_before)
-    ray.get([w.reset_fields.remote([]) for w in coord.workers])
-    coord.fields = list(coord._initial_fields)
-    coord._finetune(rows, 0)  # offsets 0.. as rounds 1..k used
+    while True:
+        coord._roll_back(p.first_before, [])
+        try:
+            coord._finetune(rows, 0)  # offsets 0.. as rounds 1..k used
+            break
+        except WorkerLost as exc:  # half its pushes landed: the control's fine-tuning again from the start
+            coord.sm.move(Phase.ROLLING_BACK, f"control: {exc}; fine-tuning again from {p.first_before}")
+            coord.sm.move(Phase.FINE_TUNING, f"control, again: the unpruned model on the same {rows:,} fresh rows")
     coord.failpoint("fine_tuning.control")
     coord.sm.move(Phase.EVALUATING, "control")
     test = coord._evaluate()
     coord.sm.move(Phase.ROLLING_BACK, "back to the pruned model")
-    coord._restore_all(pruned)
-    ray.get([w.reset_fields.remote(p.dropped) for w in coord.workers])
-    coord.fields = kept_fields
+    coord._roll_back(pruned, p.dropped)
     return {"auc": test["auc"], "logloss": test["logloss"], "finetune_rows": rows, "checkpoint": p.first_before}

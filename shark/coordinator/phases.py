@@ -43,8 +43,11 @@ _ALLOWED: dict[Phase, frozenset[Phase]] = {
                                  Phase.TRAINING}),
     Phase.SCORING: frozenset({Phase.CHECKPOINTING, Phase.DELETING, Phase.DONE}),
     Phase.DELETING: frozenset({Phase.FINE_TUNING, Phase.EVALUATING}),
-    Phase.FINE_TUNING: frozenset({Phase.EVALUATING}),
-    Phase.ROLLING_BACK: frozenset({Phase.EVALUATING, Phase.DONE, Phase.CHECKPOINTING}),
+    # FINE_TUNING -> ROLLING_BACK -> DELETING / FINE_TUNING: a worker died while fine-tuning (its pushes are half
+    # applied): back to the checkpoint before the step, and the step again (shark.coordinator.worker_restarts)
+    Phase.FINE_TUNING: frozenset({Phase.EVALUATING, Phase.ROLLING_BACK}),
+    Phase.ROLLING_BACK: frozenset({Phase.EVALUATING, Phase.DONE, Phase.CHECKPOINTING, Phase.DELETING,
+                                   Phase.FINE_TUNING}),
     Phase.DONE: frozenset(),
     Phase.FAILED: frozenset(),
 }

@@ -80,3 +80,71 @@ def test_killed_workers_resume_and_every_example_trains_once(ray_session, tmp_pa
         by_worker = {int(w.rsplit("-", 1)[1]): c for w, c in ledger.items() if "-worker-" in w}
         assert {i: c["applied"] for i, c in by_worker.items()} == dict(enumerate(steps)), (shard, ledger)
     assert s["test"]["auc"] > 0.74, s["test"]["auc"]  # as an undisturbed run of this size (~0.76)
+
+
+def _coordinator(deadline: float, run: threading.Thread):
+    from shark.train.ray_run import COORDINATOR_PREFIX, NAMESPACE
+
+    while time.monotonic() < deadline and run.is_alive():
+        for a in ray.util.list_named_actors(all_namespaces=True):
+            if a["namespace"] == NAMESPACE and a["name"].startswith(COORDINATOR_PREFIX):
+                return ray.get_actor(a["name"], namespace=NAMESPACE)
+        time.sleep(0.1)
+    raise AssertionError("the coordinator never appeared")
+
+
+def _wait_phase(coordinator, phase: str, deadline: float, run: threading.Thread, not_note: str = "") -> None:
+    while time.monotonic() < deadline and run.is_alive():
+        p = ray.get(coordinator.progress.remote(), timeout=30)
+        if p["phase"] == phase and not (not_note and p["note"].startswith(not_note)):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"the run never reached {phase}")
+
+
+def test_workers_killed_while_compressing_the_round_is_redone(ray_session, tmp_path: Path) -> None:
+    """Outside epoch training: worker 1 killed while a pruning round fine-tunes (its pushes half applied: the shards
+    roll back to the round's checkpoint and the round's deletion and fine-tuning run again), then worker 0 killed
+    between two steps (noticed at its next call, which is asked again). The run completes with a consistent model."""
+    out, ckpt = tmp_path / "out", tmp_path / "ckpt"
+    result: dict = {}
+    test_rows = 20000
+
+    def run() -> None:
+        result["res"] = CliRunner().invoke(cli, [
+            "compress", "--no-progress", "--train-rows", "40000", "--test-rows", str(test_rows),
+            "--fields-per-round", "3", "--finetune-rows", "60000", "--score-rows", "5000", "--memory-target", "0.8",
+            "--auc-floor", "0.01", "--no-control", "--out", str(out)])
+
+    t = threading.Thread(target=run)
+    t.start()
+    deadline = time.monotonic() + 300
+    coordinator = _coordinator(deadline, t)
+    workers = [_worker(i, deadline, t) for i in range(WORKERS)]
+    _wait_phase(coordinator, "fine_tuning", deadline, t)
+    time.sleep(0.3)  # well inside the round's fine-tuning (30,000 rows per worker)
+    ray.kill(workers[1], no_restart=False)
+    _wait_phase(coordinator, "checkpointing", deadline, t)  # before the next round
+    ray.kill(workers[0], no_restart=False)
+    t.join(300)
+    res = result["res"]
+    assert res.exit_code == 0, res.output
+    s = json.loads((out / "report.json").read_text())
+    restarts = s["cluster"]["worker_restarts"]
+    print("worker restarts:", restarts)
+    assert [r["worker"] for r in restarts] == [1, 0], restarts
+    assert restarts[0]["while"] == "fine-tuning", restarts
+    notes = [p["note"] for p in s["phases"] if p["phase"] == "rolling_back"]
+    assert any("worker 1 died while fine-tuning" in n for n in notes), notes
+    c = s["compression"]
+    assert c["rounds"] and c["deleted"] and s["model"]["fields"] == c["fields_kept"]
+    # every shard holds exactly the kept fields' tables (the redone round's deletion included)
+    kept = sorted(f for f in c["fields_kept"] if f != "dense")
+    assert all(sorted(t for t in tables if t != "__dense__") == kept for tables in s["cluster"]["shard_tables"])
+    assert s["test"]["examples"] == test_rows and s["test"]["auc"] == c["final_test"]["auc"]
+    # the final checkpoint is the model the run reports
+    ev = CliRunner().invoke(cli, ["evaluate", "--no-progress", "--checkpoint", str(out / "checkpoints"),
+                                  "--test-rows", str(test_rows), "--json"])
+    assert ev.exit_code == 0, ev.output
+    again = json.loads(ev.output[ev.output.index("{"):])
+    assert again["test"]["auc"] == c["final_test"]["auc"] and again["model"]["fields"] == c["fields_kept"]
