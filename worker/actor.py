@@ -169,12 +169,14 @@ class WorkerActor:
         return True
 
     @_worker_errors
-    def train_stream(self, max_batches: int) -> dict[str, Any]:
+    def train_stream(self, max_batches: int, honour_stop: bool = True) -> dict[str, Any]:
         """Stream mode: train up to max_batches more batches of this worker's endless stream from `position`
-        (DataPlan.stream_batches), ending early at a batch boundary once request_stop() was called. No batch is
-        taken from the source after the stop; those already taken (prefetched) are trained, and every push is
-        acknowledged before this returns, so position is the committed data position. Returns the segment's
-        progressive (labels, probabilities) too (the worker keeps only the current segment's log)."""
+        (DataPlan.stream_batches), ending early at a batch boundary once request_stop() was called (unless
+        honour_stop is False: a restarted worker redoing its predecessor's lost segment must reach at least as
+        far as the pushes that segment may have delivered). No batch is taken from the source after the stop;
+        those already taken (prefetched) are trained, and every push is acknowledged before this returns, so
+        position is the committed data position. Returns the segment's progressive (labels, probabilities) too
+        (the worker keeps only the current segment's log) and the next push seq."""
         with self._lock:
             self._log_base += self.log.count
             self.log = ScoreLog()
@@ -182,7 +184,7 @@ class WorkerActor:
 
         def gated() -> Iterator[RawBatch]:
             for _ in range(max_batches):
-                if self._stop.is_set():
+                if honour_stop and self._stop.is_set():
                     return
                 raw = next(source)
                 with self._lock:
@@ -195,7 +197,20 @@ class WorkerActor:
             y, p = self.log.arrays()
             return {"worker": self.index, "position": self.position, "read_batches": self.read_batches,
                     "read_examples": self.read_examples, "trained_examples": self.trained_examples,
-                    "stopped": self._stop.is_set(), "labels": y, "probs": p}
+                    "seq": self.client.next_seq, "stopped": self._stop.is_set(), "labels": y, "probs": p}
+
+    @_worker_errors
+    def resume_stream(self, position: int, seq: int, read_batches: int, read_examples: int,
+                      trained_examples: int) -> dict[str, Any]:
+        """A restarted incarnation in stream mode takes over its predecessor's committed point: stream position
+        `position` (batches), push seq `seq` and the read/trained counters at that point. The pushes of the lost
+        segment come again with the same seqs, and the shards that had them answer DUPLICATE."""
+        with self._lock:
+            self.position, self.read_batches, self.read_examples = position, read_batches, read_examples
+            self.trained_examples = trained_examples
+            self.log = ScoreLog()
+        self.client.resume_at(seq)
+        return {"worker": self.index, "pid": os.getpid(), "position": position, "seq": seq}
 
     @_worker_errors
     def finetune(self, rows: int, offset: int) -> dict[str, Any]:

@@ -20,8 +20,15 @@ def train_stream(coord: Any) -> dict[str, Any]:
     """Stream mode: segments of segment_batches batches per worker until request_stop() (or max_examples);
     between segments a checkpoint (with a checkpoint directory) and every eval_every segments a held-out
     evaluation. The progressive (test-then-train) figures are kept per window of `window` examples only, so
-    memory stays bounded however long the stream runs. `coord` is the Coordinator (its workers, client, plan)."""
+    memory stays bounded however long the stream runs. `coord` is the Coordinator (its workers, client, plan).
+
+    A worker that dies in a segment is restarted (shark.coordinator.worker_restarts.revive) at its committed point
+    (the end of its last returned segment) and runs the lost segment again, stop or not, so that it reaches every
+    push its predecessor may have delivered (those come back with the same seqs: DUPLICATE). The run stops only
+    once no segment is owed, and no checkpoint is taken while one is."""
     import ray
+
+    from shark.coordinator.worker_restarts import revive
 
     st, c = coord.stream, coord.cluster
     coord.epoch = 1
@@ -29,31 +36,54 @@ def train_stream(coord: Any) -> dict[str, Any]:
     windows = Windows(st.window)
     drift = DriftTracker.of(coord)
     evaluations: list[dict[str, Any]] = []
-    segments, trained, results = 0, 0, []
+    # per worker, its committed point: what its last returned segment reported (a restart resumes there)
+    committed: dict[int, dict[str, int]] = {
+        i: {"position": 0, "seq": int(coord.seqs.get(i, 0)), "read_batches": 0, "read_examples": 0,
+            "trained_examples": 0} for i in range(len(coord.workers))}
+    owed: dict[int, int] = {}  # worker -> batches of a lost segment it must run again, stop or not
+    segments, trained = 0, 0
     if drift is not None:
         drift.probe(0)
     while True:
-        if coord._stop_requested.is_set():  # asked before the workers existed: tell them now
+        if coord._stop_requested.is_set():  # asked before the workers existed (or restarted): tell them now
             ray.get([w.request_stop.remote() for w in coord.workers])
         n = st.segment_batches
         if st.max_examples:
-            n = min(n, -(-(st.max_examples - trained) // (len(coord.workers) * batch)))
+            n = max(0, min(n, -(-(st.max_examples - trained) // (len(coord.workers) * batch))))  # 0: only owed
         coord.sm.move(Phase.TRAINING, f"stream segment {segments + 1}")
         coord._train_started = time.perf_counter()
+        asked = {i: owed.get(i, n) for i in range(len(coord.workers))}
+        refs = {i: w.train_stream.remote(asked[i], i not in owed) for i, w in enumerate(coord.workers)}
+        results: dict[int, dict[str, Any]] = {}
+        died: list[tuple[int, Exception]] = []
         try:
-            results = ray.get([w.train_stream.remote(n) for w in coord.workers])
+            for i, ref in refs.items():
+                try:
+                    results[i] = ray.get(ref)
+                except ray.exceptions.RayActorError as exc:  # killed, or its node is gone
+                    died.append((i, exc))
         finally:
             coord.train_seconds += time.perf_counter() - coord._train_started
             coord._train_started = None
         segments += 1
-        coord.train_examples += sum(int(r["labels"].size) for r in results)
-        coord.positions = {r["worker"]: r["position"] for r in results}
-        trained = sum(r["trained_examples"] for r in results)
-        windows.add(merge_in_time_order([(r["labels"], r["probs"]) for r in results]).arrays(), trained)
+        for i, r in results.items():
+            committed[i] = {k: int(r[k]) for k in committed[i]}
+            owed.pop(i, None)
+        for i, exc in died:
+            point = dict(committed[i])
+            revive(coord, i, exc, f"stream segment {segments}", lambda w, point=point: w.resume_stream.remote(**point))
+            owed[i] = asked[i]
+        coord.train_examples += sum(int(r["labels"].size) for r in results.values())
+        coord.positions = {i: p["position"] for i, p in committed.items()}
+        coord.seqs = {i: p["seq"] for i, p in committed.items()}
+        trained = sum(p["trained_examples"] for p in committed.values())
+        windows.add(merge_in_time_order([(r["labels"], r["probs"]) for r in results.values()]).arrays(), trained)
         coord._last_progress = {**coord._last_progress, "examples": trained, **windows.latest()}
         if drift is not None:  # between segments: the workers are idle, so the probe sees a settled store
             drift.probe(trained)
-        if coord._stop_requested.is_set() or any(r["stopped"] for r in results):
+        if owed:
+            continue  # the lost segments first: no stop, no checkpoint with their pushes half delivered
+        if coord._stop_requested.is_set() or any(r["stopped"] for r in results.values()):
             stopped_by = "request_stop"
             break
         if st.max_examples and trained >= st.max_examples:
@@ -67,11 +97,11 @@ def train_stream(coord: Any) -> dict[str, Any]:
             evaluations.append({"segment": segments, "examples": trained, **coord._evaluate()})
     windows.finish(trained)
     out = {"config": st.to_dict(), "stopped_by": stopped_by, "segments": segments,
-           "batch_size": batch, "positions": {str(r["worker"]): r["position"] for r in results},
-           "examples_trained": sum(r["position"] for r in results) * batch,
+           "batch_size": batch, "positions": {str(i): p["position"] for i, p in committed.items()},
+           "examples_trained": sum(p["position"] for p in committed.values()) * batch,
            "examples_trained_counted": trained,
-           "examples_read": sum(r["read_examples"] for r in results),
-           "batches_read": sum(r["read_batches"] for r in results),
+           "examples_read": sum(p["read_examples"] for p in committed.values()),
+           "batches_read": sum(p["read_batches"] for p in committed.values()),
            "progressive_windows": windows.curve, "last_window": windows.last_summary,
            "evaluations": evaluations}
     generator = getattr(coord.plan, "generator", None)

@@ -148,3 +148,39 @@ def test_workers_killed_while_compressing_the_round_is_redone(ray_session, tmp_p
     assert ev.exit_code == 0, ev.output
     again = json.loads(ev.output[ev.output.index("{"):])
     assert again["test"]["auc"] == c["final_test"]["auc"] and again["model"]["fields"] == c["fields_kept"]
+
+
+def test_worker_killed_in_a_stream_redoes_its_segment(ray_session, tmp_path: Path) -> None:
+    """Stream mode: worker 1 killed mid-segment is restarted at its committed stream position and push seq and
+    runs the lost segment again. Nothing is lost or trained twice: examples trained = read, and on every shard each
+    worker's applied steps equal its committed batches."""
+    out = tmp_path / "s.json"
+    result: dict = {}
+    max_examples = 160_000
+
+    def run() -> None:
+        result["res"] = CliRunner().invoke(cli, [
+            "train", "--stream", "--no-progress", "--max-examples", str(max_examples), "--segment-batches", "40",
+            "--test-rows", "4000", "--eval-every", "0", "--workers", str(WORKERS), "--json-out", str(out)])
+
+    t = threading.Thread(target=run)
+    t.start()
+    deadline = time.monotonic() + 240
+    victim = _worker(1, deadline, t)
+    pid = _wait_training(victim, None, 60 * BATCH, deadline)  # into its second segment
+    ray.kill(victim, no_restart=False)
+    _wait_training(victim, pid, BATCH, deadline)
+    t.join(300)
+    res = result["res"]
+    assert res.exit_code == 0, res.output
+    s = json.loads(out.read_text())
+    restarts = s["cluster"]["worker_restarts"]
+    assert [r["worker"] for r in restarts] == [1] and restarts[0]["while"].startswith("stream segment"), restarts
+    st = s["stream"]
+    assert st["stopped_by"] == "max_examples" and st["examples_trained"] >= max_examples
+    assert st["examples_trained"] == st["examples_read"] == st["examples_trained_counted"]
+    assert s["throughput"]["train_examples"] == st["examples_trained"]
+    batches = {int(w): p for w, p in st["positions"].items()}
+    for shard, ledger in s["cluster"]["push_ledger"].items():
+        by_worker = {int(w.rsplit("-", 1)[1]): c for w, c in ledger.items() if "-worker-" in w}
+        assert {i: c["applied"] for i, c in by_worker.items()} == batches, (shard, ledger)
