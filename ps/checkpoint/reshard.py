@@ -16,6 +16,9 @@ priority. Pools are repacked (slots renumbered per tier, no free slots). Table-l
               eq. 7 values, renormalised as a retier does); a shard whose epoch already was its step keeps its
               float16 priorities bit-for-bit.
   id index    sized for the merged rows (no grow pending).
+MPE tables: every row's low-precision copy (int8 + scale, or fp16), its access count and whether it is cached go
+along; a cached row's fp32 copy too. The merged cache is the kept cached rows (a shard's next refresh re-ranks it
+for its own budget); the low pool holds every row at slot = row, the fp32 pool the cached rows in row order.
 Idempotency windows (per-worker seq high-water marks) are NOT carried over: a resharded restore starts a new cluster
 whose clients push under new worker ids from seq 0 (a same-size rollback does the same), and an old window would
 be wrong anyway, since it recorded which of a worker's pushes reached one OLD shard, not the rows a new shard holds.
@@ -39,7 +42,8 @@ from ps.store.errors import InvalidRequest
 from ps.store.row_store import RowStore
 from ps.store.snapshot import FORMAT_VERSION
 from ps.store.table import ADAM_COLUMNS
-from shark.quant import TIER_INT8, TIER_NAMES, PriorityRule
+from shark.quant import TIER_FP16, TIER_FP32, TIER_INT8, TIER_NAMES, PriorityRule
+from shark.quant.mpe import cache_tier_slot
 from shark.quant.priority import EpochPriorities
 from worker.client.routing import ShardRouter
 
@@ -47,7 +51,8 @@ from worker.client.routing import ShardRouter
 _ROW_KEYS = ("row_id", "tier", "slot", "accum", "priority", *ADAM_COLUMNS)
 # Everything else a snapshot may hold; a key outside both (a table layout added later, e.g. a new quant mode's
 # per-table state) is refused rather than silently dropped.
-_TABLE_KEYS = {"format_version", "step", "dim", "capacity", "priority_epoch", "int8_scale", "index_buckets",
+_MPE_KEYS = ("mpe_access", "mpe_cached")
+_TABLE_KEYS = {*_MPE_KEYS, "format_version", "step", "dim", "capacity", "priority_epoch", "int8_scale", "index_buckets",
                "index_grows_pending", "seq_workers", "seq_hw", "seq_above", "seq_count",
                *(f"{name}_{part}" for name in TIER_NAMES for part in ("data", "free"))}
 _SEQ_EMPTY = {"seq_workers": np.zeros(0, np.int64), "seq_hw": np.zeros(0, np.int64),
@@ -117,6 +122,8 @@ def read_resharded(directory: str | Path, tag: str, old_shards: int, new_index: 
 def _keep(cfg: TableConfig, a: dict[str, np.ndarray], router: ShardRouter, new_index: int) -> _Part:
     """The rows of one old shard's snapshot `a` (format 2, as snapshot() writes) that route to new_index."""
     keep = router.route(cfg.name, a["row_id"]) == new_index
+    if cfg.quant == "mpe":
+        return _keep_mpe(cfg, a, keep)
     rows = {k: a[k][keep] for k in _ROW_KEYS if k in a}
     step = int(a["step"])
     if "priority" in rows:
@@ -130,19 +137,47 @@ def _keep(cfg: TableConfig, a: dict[str, np.ndarray], router: ShardRouter, new_i
     return _Part(rows, payload, scale, step)  # type: ignore[arg-type]
 
 
+def _mpe_low(cfg: TableConfig) -> int:
+    return TIER_INT8 if cfg.mpe_low == "int8" else TIER_FP16
+
+
+def _keep_mpe(cfg: TableConfig, a: dict[str, np.ndarray], keep: np.ndarray) -> _Part:
+    """An MPE table's kept rows: per row its low copy (at slot = row in the old table), access count and cache
+    flag (rows["cached"], bool); payload[0] holds the cached rows' fp32 copies in row order, payload[low] every
+    kept row's low copy."""
+    low = _mpe_low(cfg)
+    kept = np.flatnonzero(keep)
+    cached = a["mpe_cached"].astype(np.int64)
+    is_cached = np.isin(kept, cached, assume_unique=True)
+    fp32 = a["fp32_data"][np.searchsorted(cached, kept[is_cached])]  # cache position = fp32 slot
+    payload = [np.zeros((0, cfg.dim), dt) for dt in (np.float32, np.float16, np.int8)]
+    payload[TIER_FP32], payload[low] = fp32, a[f"{TIER_NAMES[low]}_data"][kept]
+    scale = a["int8_scale"][kept] if low == TIER_INT8 else np.zeros(0, np.uint16)
+    rows = {"row_id": a["row_id"][kept], "accum": a["accum"][kept], "mpe_access": a["mpe_access"][kept],
+            "cached": is_cached}
+    return _Part(rows, tuple(payload), scale, int(a["step"]))  # type: ignore[arg-type]
+
+
 def _merge(cfg: TableConfig, parts: list[_Part]) -> dict[str, np.ndarray]:
     """One format-2 snapshot of the kept rows of every old shard, in (old shard, old row) order, pools packed."""
     out: dict[str, np.ndarray] = {k: np.concatenate([p.rows[k] for p in parts]) for k in parts[0].rows}
     step = max(p.step for p in parts)
-    tier = out["tier"]
-    slot = np.empty(tier.shape[0], np.int32)
     for t, name in enumerate(TIER_NAMES):
-        at = np.flatnonzero(tier == t)
-        slot[at] = np.arange(at.shape[0], dtype=np.int32)  # the rows of tier t, in merged order = pool order
         out[f"{name}_data"] = np.concatenate([p.payload[t] for p in parts])
         out[f"{name}_free"] = np.zeros(0, np.int32)
-    out["slot"] = slot
     out["int8_scale"] = np.concatenate([p.int8_scale for p in parts])
+    if cfg.quant == "mpe":  # the serving tier/slot: fp32 at the cache position for cached rows, else the low copy
+        cached = np.flatnonzero(out.pop("cached")).astype(np.int32)
+        out["mpe_cached"] = cached
+        out["tier"], slot = cache_tier_slot(cached, np.arange(out["row_id"].shape[0]), _mpe_low(cfg))
+        out["slot"] = slot.astype(np.int32)
+    else:
+        tier = out["tier"]
+        slot = np.empty(tier.shape[0], np.int32)
+        for t in range(len(TIER_NAMES)):
+            at = np.flatnonzero(tier == t)
+            slot[at] = np.arange(at.shape[0], dtype=np.int32)  # the rows of tier t, in merged order = pool order
+        out["slot"] = slot
     out.update({"format_version": np.array(FORMAT_VERSION, np.int64), "step": np.array(step, np.int64),
                 "dim": np.array(cfg.dim, np.int64), "capacity": np.array(cfg.capacity, np.int64)})
     if "priority" in out:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from shark.cli.main import cli
@@ -23,15 +24,18 @@ def _rows(summary: dict) -> dict[str, int]:
     return {**tables, "__dense__": summary["model"]["dense_table"]["rows"]}
 
 
-def test_save_with_4_restore_with_3_and_5(ray_session, tmp_path: Path) -> None:
+@pytest.mark.parametrize("quant", [
+    # F-Q with a short retier period: rows in all three tiers, priorities at different epochs on each shard
+    ["--quant", "fq", "--retier-every", "7"],
+    # MPE: int8 rows, the most pushed also in the fp32 cache (both copies move with the row)
+    ["--quant", "mpe", "--mpe-cache", "0.2", "--retier-every", "7"]], ids=["fq", "mpe"])
+def test_save_with_4_restore_with_3_and_5(ray_session, tmp_path: Path, quant: list[str]) -> None:
     ckpt = tmp_path / "ckpt"
     common = ["--train-rows", "8000", "--test-rows", "3000", "--workers", "1"]  # one torch actor per run: fast
-    # F-Q with a short retier period: rows in all three tiers, priorities at different epochs on each shard
-    saved = _run(["train", *common, "--shards", "4", "--quant", "fq", "--retier-every", "7",
-                  "--checkpoint-dir", str(ckpt)], tmp_path / "t.json")
+    saved = _run(["train", *common, "--shards", "4", *quant, "--checkpoint-dir", str(ckpt)], tmp_path / "t.json")
     tag = saved["checkpoints"][-1]["tag"]
     tiers = saved["model"]["embedding_memory"]["rows_by_tier"]
-    assert min(tiers.values()) > 0, tiers
+    assert sum(v > 0 for v in tiers.values()) == (3 if quant[1] == "fq" else 2), tiers
     for shards in (3, 5):
         got = _run(["evaluate", "--checkpoint", str(ckpt), "--shards", str(shards), *common],
                    tmp_path / f"e{shards}.json")

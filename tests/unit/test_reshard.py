@@ -22,6 +22,10 @@ TABLES = [
                 fq_t16=0.08, fq_beta=0.05, fq_retier_every=3),
     TableConfig("emb_int8", dim=DIM, capacity=20_000, optimizer="sgd", seed=3, quant="int8"),
     TableConfig("__dense__", dim=DIM, capacity=64, optimizer="adam", lr=0.01, seed=4),
+    TableConfig("emb_mpe8", dim=DIM, capacity=20_000, optimizer="adagrad", seed=5, quant="mpe",
+                mpe_cache_fraction=0.1, fq_retier_every=3),
+    TableConfig("emb_mpe16", dim=DIM, capacity=20_000, optimizer="adagrad", seed=6, quant="mpe", mpe_low="fp16",
+                mpe_cache_fraction=0.2, fq_retier_every=2),
 ]
 
 
@@ -61,9 +65,13 @@ def _rows(s: RowStore, table: str) -> dict[str, np.ndarray]:
         out[name] = np.where((tier == t)[:, None], data[np.where(tier == t, slot, 0)] if data.shape[0] else 0, 0)
     out["int8_scale"] = np.where(tier == 2, a["int8_scale"][np.where(tier == 2, slot, 0)]
                                  if a["int8_scale"].shape[0] else 0, 0)
-    for k in ("adam_m", "adam_v", "adam_t"):
+    for k in ("adam_m", "adam_v", "adam_t", "mpe_access"):
         if k in a:
             out[k] = a[k][order]
+    if "mpe_cached" in a:  # MPE: every row's low copy sits at slot = row (its cached rows serve from fp32)
+        low = "int8" if a["int8_data"].shape[0] else "fp16"
+        out["mpe_low_copy"] = a[f"{low}_data"][order]
+        out["mpe_low_scale"] = a["int8_scale"][order] if low == "int8" else np.zeros(order.shape[0], np.uint16)
     return out
 
 
@@ -94,6 +102,8 @@ def test_fixture_covers_every_tier_and_different_clocks(saved: tuple[Path, list[
     steps = {int(s.snapshot("emb_fq")["step"]) for s in stores}
     gaps = {int(s.snapshot("emb_fq")["step"] - s.snapshot("emb_fq")["priority_epoch"]) for s in stores}
     assert len(steps) > 1 and gaps != {0}  # the merge has to reconcile clocks and re-reference priorities
+    for t in ("emb_mpe8", "emb_mpe16"):  # MPE: every shard has cached and uncached rows
+        assert all(0 < s.snapshot(t)["mpe_cached"].shape[0] < s.snapshot(t)["row_id"].shape[0] for s in stores)
 
 
 @pytest.mark.parametrize("new", [3, 5, 1, 4])
