@@ -106,7 +106,8 @@ def run_quant_bench(spec: QuantBenchSpec, base: TrainConfig, cluster: ClusterCon
     summary = summarise(runs, spec.methods)
     return {"spec": {"methods": [m.label for m in spec.methods], "seeds": list(spec.seeds),
                      "train_rows": spec.train_rows, "test_rows": spec.test_rows,
-                     "embedding_dim": base.embedding_dim, "shards": cluster.shards, "workers": cluster.workers},
+                     "embedding_dim": base.embedding_dim, "rounding": base.rounding, "shards": cluster.shards,
+                     "workers": cluster.workers},
             "runs": runs, "methods": summary, "at_budget": at_budget(summary)}
 
 

@@ -14,7 +14,7 @@ from shark.cli.options import cluster_config, cluster_options, model_options, tr
 @click.command("quant")
 @config_option
 @click.option("--methods", default="fp32,fp16,int8,fq:0.5,fq:0.4,mpe:0.5,mpe:0.4", show_default=True,
-              help="Comma-separated: fp32 (required: the reference), fp16, int8 (uniform, stochastic rounding), "
+              help="Comma-separated: fp32 (required: the reference), fp16, int8 (uniform, with --rounding), "
                    "fq (F-Quantization with its thresholds), fq:BUDGET (a share of fp32's bytes, e.g. fq:0.5) or "
                    "mpe:BUDGET (the MPE baseline: int8 rows plus an fp32 cache of the most pushed rows, as large "
                    "as the same budget allows).")
@@ -25,6 +25,9 @@ from shark.cli.options import cluster_config, cluster_options, model_options, tr
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="shark-bench-quant", show_default=True,
               help="Directory for quant.json and quant.png.")
 @click.option("--json", "json_stdout", is_flag=True, help="Print the JSON result to stdout.")
+@click.option("--rounding", type=click.Choice(["stochastic", "nearest"]), default="stochastic", show_default=True,
+              help="How every low-precision method writes updates back into its fp16/int8 rows (uniform baselines, "
+                   "F-Q and MPE alike): 'nearest' is the paper's deterministic rounding.")
 @cluster_options
 @model_options
 def quant(methods: str, seeds: str, train_rows: int, test_rows: int, out_dir: str, json_stdout: bool, **kw) -> None:
