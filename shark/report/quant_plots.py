@@ -34,5 +34,8 @@ def plot_quant(result: dict[str, Any], path: Path) -> None:
             ax.axhline(-0.002, color="tab:gray", ls="-.", lw=1, label="fp32 - 0.002")
             ax.set_xlabel(f"embedding memory / fp32's: {what}")
             ax.set_ylabel(f"held-out AUC - fp32's, same seed ({len(fp32)} seeds)")
+            spec = result.get("spec", {})
+            ax.set_title(f"{spec.get('rounding', 'stochastic')} rounding, dim {spec.get('embedding_dim', '?')}, "
+                         f"{spec.get('train_rows', 0):,} training rows", fontsize=9)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8, loc="lower right")
