@@ -228,7 +228,8 @@ class WorkerActor:
         with self._lock:
             y, p = self.log.tail(tail)
             return {"worker": self.index, "epoch": self._epoch, "position": self.position,
-                    "examples": self._log_base + self.log.count, "labels": y, "probs": p, "times": self.trainer.times.to_dict()}
+                    "examples": self._log_base + self.log.count, "labels": y, "probs": p,
+                    "times": self.trainer.times.to_dict()}
 
     # --- evaluation and reports -------------------------------------------------------------------------------
     @_worker_errors

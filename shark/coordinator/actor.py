@@ -502,7 +502,8 @@ class Coordinator:
         body = {"run_id": self.run_id, "final": final, "epoch": self.epoch, "resume": resume,
                 "positions": {str(k): v for k, v in self.positions.items()},
                 "train_config": self.config.to_dict(), "cluster": self.cluster.to_dict(),
-                "fields": list(self.fields), "deleted_fields": [f for f in self._initial_fields if f not in self.fields],
+                "fields": list(self.fields),
+                "deleted_fields": [f for f in self._initial_fields if f not in self.fields],
                 "data": {"source": self.spec.source}}
         write_run_manifest(c.checkpoint_dir, tag, c.shards, body)
         self.checkpoints.append(entry)

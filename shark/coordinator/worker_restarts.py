@@ -7,8 +7,10 @@ hands it what its predecessor had, then goes on.
   layout (the deleted fields) and the push identity (rollback timeline and last acknowledged seq), by `rejoin`.
   A read-only or idempotent call (a deletion in the replicas) is then simply asked again of that worker, so the
   result is what an undisturbed run gives. A call that pushes to the shards (fine-tuning) cannot be resumed
-  half-way: it raises WorkerLost, and the caller rolls the shards back to the checkpoint it took before the step and runs the
-  step again (shark.coordinator.compress_loop).
+  half-way: it raises WorkerLost, and the caller rolls the shards back to the checkpoint it took before the step
+  and runs the step again (shark.coordinator.compress_loop).
+- In a stream (shark.coordinator.stream_loop) the hand-over is the committed stream position, seq and counters,
+  and the lost segment runs again.
 
 Each worker may die cluster.worker_restarts times per run; one more death fails the run with the reason.
 """
