@@ -42,8 +42,8 @@ from ps.store.errors import InvalidRequest
 from ps.store.row_store import RowStore
 from ps.store.snapshot import FORMAT_VERSION
 from ps.store.table import ADAM_COLUMNS
-from shark.quant import TIER_FP16, TIER_FP32, TIER_INT8, TIER_NAMES, PriorityRule
-from shark.quant.mpe import cache_tier_slot
+from shark.quant import TIER_FP32, TIER_INT8, TIER_NAMES, PriorityRule
+from shark.quant.mpe import cache_tier_slot, low_tier
 from shark.quant.priority import EpochPriorities
 from worker.client.routing import ShardRouter
 
@@ -137,15 +137,11 @@ def _keep(cfg: TableConfig, a: dict[str, np.ndarray], router: ShardRouter, new_i
     return _Part(rows, payload, scale, step)  # type: ignore[arg-type]
 
 
-def _mpe_low(cfg: TableConfig) -> int:
-    return TIER_INT8 if cfg.mpe_low == "int8" else TIER_FP16
-
-
 def _keep_mpe(cfg: TableConfig, a: dict[str, np.ndarray], keep: np.ndarray) -> _Part:
     """An MPE table's kept rows: per row its low copy (at slot = row in the old table), access count and cache
     flag (rows["cached"], bool); payload[0] holds the cached rows' fp32 copies in row order, payload[low] every
     kept row's low copy."""
-    low = _mpe_low(cfg)
+    low = low_tier(cfg.mpe_low)
     kept = np.flatnonzero(keep)
     cached = a["mpe_cached"].astype(np.int64)
     is_cached = np.isin(kept, cached, assume_unique=True)
@@ -169,7 +165,8 @@ def _merge(cfg: TableConfig, parts: list[_Part]) -> dict[str, np.ndarray]:
     if cfg.quant == "mpe":  # the serving tier/slot: fp32 at the cache position for cached rows, else the low copy
         cached = np.flatnonzero(out.pop("cached")).astype(np.int32)
         out["mpe_cached"] = cached
-        out["tier"], slot = cache_tier_slot(cached, np.arange(out["row_id"].shape[0]), _mpe_low(cfg))
+        out["tier"], slot = cache_tier_slot(cached, np.arange(out["row_id"].shape[0]),
+                                                    low_tier(cfg.mpe_low))
         out["slot"] = slot.astype(np.int32)
     else:
         tier = out["tier"]

@@ -124,7 +124,7 @@ class TableConfig:
 
     @property
     def fq_budget_mode(self) -> bool:
-        return self.quant == "fq" and (self.fq_budget_bytes > 0 or self.fq_budget_fraction > 0)
+        return self.quant == "fq" and self.budget_mode
 
     @property
     def budget_mode(self) -> bool:

@@ -189,9 +189,9 @@ def _check_mpe(cfg: TableConfig, n: int, tier: np.ndarray, slot: np.ndarray, acc
                cached: np.ndarray, datas: list, frees: list) -> None:
     """An MPE snapshot: cached rows sorted, unique and present; the low pool holds exactly the n rows, the fp32
     pool exactly the cached ones, the third pool nothing, no free slots; tier/slot the serving ones they imply."""
-    from shark.quant.mpe import cache_tier_slot
+    from shark.quant.mpe import cache_tier_slot, low_tier
 
-    low = TIER_INT8 if cfg.mpe_low == "int8" else 1
+    low = low_tier(cfg.mpe_low)
     if access.shape[0] != n:
         raise InvalidRequest("snapshot mpe_access differs in length from the rows")
     k = cached.shape[0]

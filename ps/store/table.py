@@ -50,7 +50,7 @@ from shark.quant import (
     int8_encode,
 )
 from shark.quant.codecs import bf16_bits, bf16_value
-from shark.quant.mpe import CACHE_INDEX_BYTES, cache_rows_for_budget, cache_tier_slot, hottest_rows
+from shark.quant.mpe import CACHE_INDEX_BYTES, cache_rows_for_budget, cache_tier_slot, hottest_rows, low_tier
 from shark.quant.priority import EpochPriorities
 from shark.quant.stored import StoredRows
 from shark.row_init import initial_rows
@@ -126,7 +126,7 @@ class Table:
         if q == "fq":
             return TIER_INT8 if self.cfg.fq_budget_mode else int(self.tier_policy.tiers(np.zeros(1))[0])
         if q == "mpe":  # every row's stored copy; the fp32 cache is extra
-            return TIER_INT8 if self.cfg.mpe_low == "int8" else TIER_FP16
+            return low_tier(self.cfg.mpe_low)
         return TIER_FP32
 
     @property
@@ -450,9 +450,8 @@ class Table:
                 rng = rounding_rng(self.cfg.seed ^ _EVICT_SALT, self.step)
             self.write(evict, fp32.data[np.flatnonzero(~stays)], rng, [(self.base_tier, None, evict)])
         data = np.empty((new.shape[0], self.cfg.dim), dtype=np.float32)
-        pos = np.searchsorted(old, new)
-        was = pos < old.shape[0]
-        was[was] = old[pos[was]] == new[was]
+        tier, pos = cache_tier_slot(self.cached, new, self.base_tier)  # rows already cached: fp32 at their position
+        was = tier == TIER_FP32
         data[was] = fp32.data[pos[was]]
         admit = new[~was]
         data[~was] = self.read(admit, [(self.base_tier, None, admit)])

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from shark.cli.common import config_option, emit_json, fail, run_user_errors
-from shark.cli.options import cluster_config, cluster_options, model_options, train_config
+from shark.cli.options import cluster_config, cluster_options, model_options, rounding_option, train_config
 
 
 @click.command("quant")
@@ -25,9 +25,7 @@ from shark.cli.options import cluster_config, cluster_options, model_options, tr
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="shark-bench-quant", show_default=True,
               help="Directory for quant.json and quant.png.")
 @click.option("--json", "json_stdout", is_flag=True, help="Print the JSON result to stdout.")
-@click.option("--rounding", type=click.Choice(["stochastic", "nearest"]), default="stochastic", show_default=True,
-              help="How every low-precision method writes updates back into its fp16/int8 rows (uniform baselines, "
-                   "F-Q and MPE alike): 'nearest' is the paper's deterministic rounding.")
+@rounding_option
 @cluster_options
 @model_options
 def quant(methods: str, seeds: str, train_rows: int, test_rows: int, out_dir: str, json_stdout: bool, **kw) -> None:

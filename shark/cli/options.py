@@ -53,6 +53,11 @@ model_options = _apply([
                  help="torch threads for the training step."),
 ])
 
+rounding_option = click.option(
+    "--rounding", type=click.Choice(["stochastic", "nearest"]), default=_DEFAULT.rounding, show_default=True,
+    help="How updates are written back into fp16/int8 rows (every low-precision method: the uniform baselines, "
+         "F-Q and MPE); 'nearest' is the paper's deterministic rounding.")
+
 quant_options = _apply([
     click.option("--quant", type=click.Choice(["none", "fq", "fp16", "int8", "mpe"]), default=_DEFAULT.quant,
                  show_default=True,
@@ -72,8 +77,7 @@ quant_options = _apply([
                  help="With --quant fq and no budget: rows with priority below this (and >= t8) are fp16."),
     click.option("--retier-every", type=int, default=_DEFAULT.retier_every, show_default=True,
                  help="Pushes to a table between two re-tierings of its rows (mpe: two cache refreshes)."),
-    click.option("--rounding", type=click.Choice(["stochastic", "nearest"]), default=_DEFAULT.rounding,
-                 show_default=True, help="How updates are written back into fp16/int8 rows."),
+    rounding_option,
 ])
 
 data_options = _apply([

@@ -38,7 +38,7 @@ from shark.coordinator.segment_logs import SegmentLogs
 from shark.coordinator.stream_loop import Windows as _Windows  # noqa: F401 - the name tests import
 from shark.coordinator.stream_loop import merge_in_time_order as _merge_in_time_order
 from shark.coordinator.stream_loop import train_stream
-from shark.coordinator.worker_restarts import call_workers, revive
+from shark.coordinator.worker_restarts import call_workers, gather, revive
 from shark.metrics import ScoreLog, auc, logloss
 from shark.train.config import TrainConfig
 from shark.train.data_plan import DataPlan, DataSpec
@@ -436,13 +436,8 @@ class Coordinator:
             self.sm.move(Phase.TRAINING, f"epoch {epoch + 1}")
             self._train_started = time.perf_counter()
             refs = {i: self.workers[i].train.remote(epoch, c.checkpoint_every) for i in active}
-            results, died = {}, []
             try:
-                for i, ref in refs.items():
-                    try:
-                        results[i] = ray.get(ref)
-                    except ray.exceptions.RayActorError as exc:  # killed, or its node is gone
-                        died.append((i, exc))
+                results, died = gather(refs)
             finally:
                 self.train_seconds += time.perf_counter() - self._train_started
                 self._train_started = None

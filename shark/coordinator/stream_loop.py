@@ -28,7 +28,7 @@ def train_stream(coord: Any) -> dict[str, Any]:
     once no segment is owed, and no checkpoint is taken while one is."""
     import ray
 
-    from shark.coordinator.worker_restarts import revive
+    from shark.coordinator.worker_restarts import gather, revive
 
     st, c = coord.stream, coord.cluster
     coord.epoch = 1
@@ -54,14 +54,8 @@ def train_stream(coord: Any) -> dict[str, Any]:
         coord._train_started = time.perf_counter()
         asked = {i: owed.get(i, n) for i in range(len(coord.workers))}
         refs = {i: w.train_stream.remote(asked[i], i not in owed) for i, w in enumerate(coord.workers)}
-        results: dict[int, dict[str, Any]] = {}
-        died: list[tuple[int, Exception]] = []
         try:
-            for i, ref in refs.items():
-                try:
-                    results[i] = ray.get(ref)
-                except ray.exceptions.RayActorError as exc:  # killed, or its node is gone
-                    died.append((i, exc))
+            results, died = gather(refs)
         finally:
             coord.train_seconds += time.perf_counter() - coord._train_started
             coord._train_started = None

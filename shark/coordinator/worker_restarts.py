@@ -36,6 +36,21 @@ class WorkerLost(Exception):
         self.workers, self.where = workers, where
 
 
+def gather(refs: dict[int, Any]) -> tuple[dict[int, Any], list[tuple[int, Exception]]]:
+    """Await every {worker: ref}: (results of the workers that answered, [(worker, error)] of those that died
+    (killed, or their node gone: not an error they raised, which propagates))."""
+    import ray
+
+    results: dict[int, Any] = {}
+    died: list[tuple[int, Exception]] = []
+    for i, ref in refs.items():
+        try:
+            results[i] = ray.get(ref)
+        except ray.exceptions.RayActorError as exc:
+            died.append((i, exc))
+    return results, died
+
+
 def revive(coord: Any, i: int, cause: Exception, where: str, handover: Callable[[Any], Any]) -> dict[str, Any]:
     """Wait for Ray's restart of worker i and give it `handover(actor)` (a remote call returning its info with
     "pid"). Records the restart in coord.worker_restarts; a worker past its restart budget, or one that does not
@@ -74,18 +89,11 @@ def call_workers(coord: Any, method: str, *args: Any, where: str, changes_shards
     """`method(*args)` on every worker, results in worker order. Every call is awaited, also after a death. Dead
     workers are revived (rejoin); then a read-only call is asked of them again (until it succeeds or the restart
     budget is spent), and a call that changes the shards raises WorkerLost."""
-    import ray
-
     results: dict[int, Any] = {}
     pending = list(range(len(coord.workers)))
     while pending:
-        refs = {i: getattr(coord.workers[i], method).remote(*args) for i in pending}
-        died: list[tuple[int, Exception]] = []
-        for i, ref in refs.items():
-            try:
-                results[i] = ray.get(ref)
-            except ray.exceptions.RayActorError as exc:  # killed, or its node is gone (not an error it raised)
-                died.append((i, exc))
+        answered, died = gather({i: getattr(coord.workers[i], method).remote(*args) for i in pending})
+        results.update(answered)
         for i, exc in died:
             rejoin(coord, i, exc, where)
         if died and changes_shards:

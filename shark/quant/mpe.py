@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from shark.quant.tiers import TIER_FP32
+from shark.quant.tiers import TIER_FP16, TIER_FP32, TIER_INT8
 
 CACHE_INDEX_BYTES = 4  # one int32 row number per cached row
+
+
+def low_tier(mpe_low: str) -> int:
+    """The tier every row's stored copy lives in: "int8" or "fp16"."""
+    return TIER_INT8 if mpe_low == "int8" else TIER_FP16
 
 
 def hottest_rows(counts: np.ndarray, k: int) -> np.ndarray:
