@@ -78,29 +78,35 @@ def kept_curves_plot(result: Mapping[str, Any], path: str | Path) -> Path:
 
 def cost_plot(bench: Mapping[str, Any], path: str | Path) -> Path:
     """Scoring seconds against the field count for every timed method (log scale), from `shark bench fperm`; with
-    bench["cost_in_forward_backward_passes"], a second panel gives each method's time in units of the model's own
-    forward + backward pass (flat for F-P, growing with the field count for Permutation)."""
+    bench["cost_in_forward_backward_passes"], a panel gives each method's time in units of the model's own
+    forward + backward pass (flat for F-P, growing with the field count for Permutation); with
+    bench["fields_scored_on_one_model"], a panel gives the seconds on one model against the number of its fields
+    asked to score."""
     fields, med = bench["fields"], bench["seconds_median"]
     mults = list(fields)
     x = [fields[m] for m in mults]
     units = bench.get("cost_in_forward_backward_passes")
-    with figure(path, width=12.0 if units else 7.0, height=4.2, ncols=2 if units else 1) as axes:
-        panels = [(axes[0], med, "seconds per scoring of every field"),
-                  (axes[1], units, "cost in model forward+backward passes")] if units else \
-            [(axes, med, "seconds per scoring of every field")]
-        for ax, data, ylabel in panels:
+    scored = bench.get("fields_scored_on_one_model")
+    panels = [(med, "seconds per scoring of every field", f"Scoring cost ({bench['spec']['rows']:,} rows)",
+               "fields (model and scored)")]
+    if units:
+        panels.append((units, "cost in model forward+backward passes",
+                       "Relative to the model's own forward + backward", "fields (model and scored)"))
+    if scored:
+        panels.append((scored["seconds_median"], "seconds", f"One {scored['model_fields']}-field model",
+                       "fields asked to score"))
+    with figure(path, width=6.0 * len(panels), height=4.2, ncols=len(panels)) as axes:
+        for ax, (data, ylabel, title, xlabel) in zip(axes if len(panels) > 1 else [axes], panels):
             for name, per in data.items():
                 colour, style = METHOD_STYLE.get(name, (None, "-"))
                 ax.plot(x, [per[m] for m in mults], style, color=colour, marker="o", label=name)
             ax.set_yscale("log")
             ax.set_xticks(x)
-            ax.set_xlabel("fields")
+            ax.set_xlabel(xlabel)
             ax.set_ylabel(ylabel)
+            ax.set_title(title, fontsize=10)
             ax.grid(alpha=0.3, which="both")
-        panels[0][0].set_title(f"Scoring cost ({bench['spec']['rows']:,} rows)", fontsize=10)
-        panels[0][0].legend(fontsize=8)
-        if units:
-            panels[1][0].set_title("Relative to the model's own forward + backward", fontsize=10)
+            ax.legend(fontsize=8)
     return Path(path)
 
 

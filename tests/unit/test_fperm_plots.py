@@ -56,6 +56,11 @@ def test_cost_plot_and_dispatch(tmp_path: Path):
                                                     for m, t in per.items()}
                                                 for k, per in bench["seconds_median"].items()}
     assert _is_png(cost_plot(bench, tmp_path / "cost_two_panels.png"))
+    bench["fields_scored_on_one_model"] = {
+        "model_fields": 105, "fields_scored": {"1": 27, "4": 105},
+        "seconds_median": {"fperm-abs": {"1": 1.0, "4": 1.02}, "permutation-T1": {"1": 8.0, "4": 30.0},
+                           "forward-backward": {"1": 0.9, "4": 0.9}}}
+    assert _is_png(cost_plot(bench, tmp_path / "cost_three_panels.png"))
     written = write_fperm_plots({**_result(), **bench}, tmp_path / "all")
     assert set(written) == {"ranking", "auc_vs_fields_kept", "cost"}
     assert all(_is_png(Path(p)) for p in written.values())

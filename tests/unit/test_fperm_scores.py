@@ -192,3 +192,18 @@ def test_abs_scores_a_constant_field_zero_and_do_not_depend_on_batch_order():
     assert (fp.scores[:3] > 0).all()
     again = taylor_scores(model, batches[::-1], TaylorConfig("abs", draws=2))
     np.testing.assert_allclose(again.scores, fp.scores, rtol=1e-9)
+
+
+def test_permutation_scores_only_the_fields_asked_for():
+    model = _model()
+    one = _batches(model, 1, 64)
+    full = permutation_scores(model, one, PermutationConfig(repeats=2, seed=3))
+    first = permutation_scores(model, one, PermutationConfig(repeats=2, seed=3), fields=model.fields[:3])
+    # one batch: the first fields draw the same shuffles in either run
+    assert first.fields == tuple(model.fields[:3])
+    np.testing.assert_allclose(first.scores, full.scores[:3], rtol=1e-6)
+    picked = permutation_scores(model, one, PermutationConfig(repeats=1), fields=("C4", "dense"))
+    assert picked.fields == ("C4", "dense") and picked.scores.shape == (2,)
+    for bad in (("C9",), (), ("C1", "C1")):
+        with pytest.raises(ValueError, match="distinct active fields"):
+            permutation_scores(model, one, PermutationConfig(), fields=bad)
