@@ -192,13 +192,14 @@ class FieldScoreAccumulator:
         v = vectors.detach()
         b = int(v.shape[0])
         with torch.no_grad():
-            ge = torch.einsum("bfd,bfd->bf", g, v)  # (B, F) g(x) . e(x)
+            # (B, F) dot products as multiply + sum over d: about 2x faster here than einsum's batched matmuls
+            ge = (g * v).sum(-1)  # g(x) . e(x)
             perms = self._perms.get(b)
             if perms is None:
                 perms = self._perms[b] = shuffles(b, self.draws, self.seed)
             t = self._t
             for perm in perms:  # K draws (not fields): |g(x) . e(partner) - g(x) . e(x)|
-                t["draws"] += (torch.einsum("bfd,bfd->bf", v[perm], g) - ge).abs().sum(0).double()
+                t["draws"] += ((v.index_select(0, perm) * g).sum(-1) - ge).abs().sum(0).double()
             t["e"] += v.sum(0).double()
             t["g"] += g.sum(0).double()
             t["ge"] += ge.sum(0).double()

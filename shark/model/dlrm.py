@@ -70,9 +70,13 @@ class DenseDLRM(nn.Module):
         return (self.config.embedding_dim if self.has_dense else 0) + n * (n - 1) // 2
 
     def _set_pairs(self) -> None:
-        rows, cols = torch.tril_indices(len(self.fields), len(self.fields), offset=-1)
+        n = len(self.fields)
+        rows, cols = torch.tril_indices(n, n, offset=-1)
         self.register_buffer("_pair_i", rows, persistent=False)
         self.register_buffer("_pair_j", cols, persistent=False)
+        # the same pairs as positions in the flattened (F * F) matrix: index_select's backward is one index_add,
+        # about 25% cheaper than two-tensor advanced indexing's (F-Permutation's pass is a forward and a backward)
+        self.register_buffer("_pair_flat", rows * n + cols, persistent=False)
 
     def field_vectors(self, dense: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         """(B, n_dense), (B, T, d) -> (B, F, d): one vector per active field, dense field first."""
@@ -83,7 +87,7 @@ class DenseDLRM(nn.Module):
     def head(self, vectors: torch.Tensor) -> torch.Tensor:
         """(B, F, d) field vectors -> (B,) logits. F-Permutation differentiates w.r.t. `vectors`."""
         z = torch.bmm(vectors, vectors.transpose(1, 2))  # (B, F, F)
-        pairs = z[:, self._pair_i, self._pair_j]  # (B, F(F-1)/2)
+        pairs = z.flatten(1).index_select(1, self._pair_flat)  # (B, F(F-1)/2), row-major lower triangle
         x = torch.cat([vectors[:, 0, :], pairs], dim=1) if self.has_dense else pairs
         return self.top(x).squeeze(1)
 
