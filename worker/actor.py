@@ -246,6 +246,22 @@ class WorkerActor:
         limited = _first_rows(batches, max_rows)
         return self.trainer.field_sums(limited, mean).to_dict()
 
+    @_worker_errors
+    def permutation_sums(self, max_rows: int) -> dict[str, Any]:
+        """The Permutation baseline's (T = 1) summed loss increases over the same rows as field_sums; shuffles
+        seeded by (run seed, worker)."""
+        batches = _first_rows(self.plan.test_batches(self.index, self.num_workers), max_rows)
+        total, n = self.trainer.permutation_totals(batches, seed=self.trainer.config.seed * 1009 + self.index)
+        return {"fields": list(self.trainer.model.fields), "sum": total, "n": n}
+
+    @_worker_errors
+    def drop_predictions(self, orders: dict[str, list[str]], skip_rows: int, max_rows: int) -> dict[str, Any]:
+        """Probabilities along each drop order (no fine-tuning) over this worker's share of the held-out rows
+        after its first skip_rows (the rows it scored), at most max_rows: for the AUC-vs-fields-kept curves."""
+        batches = _first_rows(_after_rows(self.plan.test_batches(self.index, self.num_workers), skip_rows), max_rows)
+        labels, probs = self.trainer.drop_predictions(batches, orders)
+        return {"labels": labels, "probs": probs}
+
     def report(self) -> dict[str, Any]:
         return {"worker": self.index, "times": self.trainer.times.to_dict(), "client": self.client.stats(),
                 "data": self.plan.describe(), "dense": {"parameters": self.trainer.dense.size}}
@@ -262,4 +278,15 @@ def _first_rows(batches: Iterator[RawBatch], n: int) -> Iterator[RawBatch]:
         if len(raw) > n:
             raw = raw.take(np.arange(len(raw)) < n)
         n -= len(raw)
+        yield raw
+
+
+def _after_rows(batches: Iterator[RawBatch], n: int) -> Iterator[RawBatch]:
+    """A batch stream without its first n rows."""
+    for raw in batches:
+        if n >= len(raw):
+            n -= len(raw)
+            continue
+        if n > 0:
+            raw, n = raw.take(np.arange(len(raw)) >= n), 0
         yield raw

@@ -185,6 +185,34 @@ class PSTrainer:
             acc.add(self.model, torch.from_numpy(batch.dense), emb, torch.from_numpy(batch.labels))
         return acc.partial()
 
+    def scoring_batches(self, batches: Iterable[RawBatch]) -> list[Any]:
+        """The batches looked up once and held in memory (shark.fperm.ScoringBatch), for scorers that read the
+        rows many times."""
+        from shark.fperm import ScoringBatch
+
+        return [ScoringBatch(torch.from_numpy(batch.dense), emb, torch.from_numpy(batch.labels))
+                for batch, emb in self.looked_up(batches)]
+
+    def permutation_totals(self, batches: Iterable[RawBatch], seed: int) -> tuple[np.ndarray, int]:
+        """The Permutation baseline (T = 1) over this worker's share: ((F,) summed loss increases, rows), plain
+        sums that a coordinator adds over the workers."""
+        from shark.fperm import PermutationConfig, permutation_totals
+
+        _, total, n = permutation_totals(self.model, self.scoring_batches(batches), PermutationConfig(1, seed))
+        return total, n
+
+    def drop_predictions(self, batches: Iterable[RawBatch], orders: dict[str, list[str]]
+                         ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(labels (N,), {order name: (len(order) + 1, N) probabilities}): the model, then after each field of an
+        order is dropped in turn, on copies (shark.fperm.drop_predictions); this model is not changed."""
+        from shark.fperm import drop_predictions
+
+        held = self.scoring_batches(batches)
+        labels = np.concatenate([b.labels.numpy() for b in held]) if held else np.zeros(0, np.float32)
+        if not held:
+            return labels, {name: np.zeros((len(o) + 1, 0), np.float32) for name, o in orders.items()}
+        return labels, {name: drop_predictions(self.model, order, held) for name, order in orders.items()}
+
     def evaluate(self, batches: Iterable[RawBatch]) -> ScoreLog:
         log = ScoreLog()
         for labels, probs in self.predict_batches(batches):

@@ -164,7 +164,8 @@ class Coordinator:
         import ray
 
         c = self.cluster
-        resume = self._resume_point() if train else None  # a restarted coordinator: its run's newest checkpoint
+        # a restarted coordinator: its run's newest checkpoint (compressing a given checkpoint resumes too)
+        resume = self._resume_point() if train or self.compress is not None else None
         restore = resume if resume is not None else self._restore_point()
         if not train and restore is None:
             raise RunError("evaluation without training needs a checkpoint to restore (restore_from)")
@@ -226,7 +227,8 @@ class Coordinator:
                 test = self._evaluate()
             if self.compress is not None:
                 progress = CompressProgress.from_dict(state["compress"]) if stage == "compress" else \
-                    CompressProgress(base_test=test, base_memory=self._embedding_bytes())
+                    CompressProgress(base_test=test, base_memory=self._embedding_bytes(),
+                                     base_deleted=[f for f in self._initial_fields if f not in self.fields])
                 compression = run_compression(self, progress, restore["tag"] if stage == "compress" else None)
                 test = compression["final_test"]
                 self.sm.move(Phase.CHECKPOINTING, "final: the compressed model")
@@ -272,8 +274,9 @@ class Coordinator:
         died = next((e for e in reversed(entries) if e.get("incarnation") == self.incarnation - 1), {})
         if self.stream is not None:
             raise RunError(f"the coordinator died while {died.get('phase', '?')} in a stream run; streams do not "
-                           "resume after a coordinator restart: start again with --restore-from "
-                           f"{c.checkpoint_dir}")
+                           "resume after a coordinator restart. The model of the newest complete checkpoint is kept "
+                           f"in {c.checkpoint_dir}: `shark evaluate --checkpoint {c.checkpoint_dir}` scores it, "
+                           f"`shark compress --checkpoint {c.checkpoint_dir}` prunes it")
         assert c.checkpoint_dir is not None
         removed = discard_partial_checkpoints(c.checkpoint_dir, self.run_id)
         tag = latest_run_tag(c.checkpoint_dir, run_id=self.run_id)
@@ -499,10 +502,20 @@ class Coordinator:
                 "train_config": self.config.to_dict(), "cluster": self.cluster.to_dict(),
                 "fields": list(self.fields),
                 "deleted_fields": [f for f in self._initial_fields if f not in self.fields],
-                "data": {"source": self.spec.source}}
+                "data": self._data_record()}
         write_run_manifest(c.checkpoint_dir, tag, c.shards, body)
         self.checkpoints.append(entry)
         return tag
+
+    def _data_record(self) -> dict[str, Any]:
+        """What a checkpoint records of its data: enough for `shark compress --checkpoint` to fine-tune on rows
+        past the trained ones and to evaluate on the same held-out rows."""
+        s = self.spec
+        if s.synthetic:
+            return {"source": s.source, "train_rows": s.train_rows, "test_rows": s.test_rows,
+                    "synth_seed": s.synth_seed, "stream": s.stream}
+        return {"source": s.source, "test_path": s.test_path, "test_fraction": s.test_fraction,
+                "split_seed": s.split_seed}
 
     def _evaluate(self) -> dict[str, Any]:
         parts = call_workers(self, "evaluate", where="evaluating")

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from shark.coordinator.kept_curves import kept_curves
 from shark.coordinator.phases import Phase
 from shark.coordinator.pruning import PruningPolicy
 from shark.coordinator.worker_restarts import WorkerLost
@@ -23,6 +24,7 @@ class CompressProgress:
     """What the loop has done so far; JSON-able, saved with each of its checkpoints."""
     base_test: dict[str, Any]  # the unpruned model's held-out metrics
     base_memory: int  # its embedding bytes
+    base_deleted: list[str] = field(default_factory=list)  # deleted before this run: a pruned checkpoint's fields
     rounds: list[dict[str, Any]] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)  # fields deleted by accepted rounds, in order
     first_ranking: dict[str, float] = field(default_factory=dict)  # round 1's scores of every field
@@ -32,6 +34,7 @@ class CompressProgress:
     stage: str = "rounds"  # "rounds" -> "control" -> "done"
     reason: str | None = None  # why the rounds stopped
     control: dict[str, Any] | None = None
+    curves: dict[str, Any] | None = None  # Figure 2 on the unpruned model (shark.coordinator.kept_curves)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,7 +66,8 @@ def run_compression(coord: Any, p: CompressProgress, resumed_tag: str | None = N
             "control": p.control,
             "auc_relative_change_vs_control": final["auc"] / p.control["auc"] - 1.0 if p.control else None,
             "auc_floor": policy.auc_floor, "rounds": p.rounds, "stop_reason": p.reason, "deleted": p.dropped,
-            "first_ranking": p.first_ranking,
+            "deleted_before": p.base_deleted,
+            "first_ranking": p.first_ranking, "kept_curves": p.curves,
             "fields_kept": list(coord.fields), "memory_bytes": memory, "memory_fraction": memory / p.base_memory,
             "auc_relative_change": final["auc"] / p.base_test["auc"] - 1.0, "final_test": final}
 
@@ -80,6 +84,9 @@ def _rounds(coord: Any, policy: PruningPolicy, p: CompressProgress, resumed_tag:
             coord.sm.move(Phase.SCORING, f"round {r}")
             scores = coord._score(None, cc.score_rows)
             p.first_ranking = p.first_ranking or dict(scores["abs"]["scores"])  # for the report's chart
+            if p.curves is None and cc.curve_rows:  # on the unpruned model, before anything is deleted
+                coord.sm.move(Phase.SCORING, "AUC vs fields kept: F-P, Permutation T=1 and random orders")
+                p.curves = kept_curves(coord, p.first_ranking, cc.score_rows, cc.curve_rows, cc.random_orders)
             victims = policy.victims(scores["abs"]["ranking"])
             p.pending = {"round": r, "victims": victims, "scores": {v: scores["abs"]["scores"][v] for v in victims}}
             coord.sm.move(Phase.CHECKPOINTING, f"before round {r}")
@@ -101,7 +108,7 @@ def _rounds(coord: Any, policy: PruningPolicy, p: CompressProgress, resumed_tag:
                 break
             except WorkerLost as exc:  # half its pushes landed: the round again from its checkpoint
                 coord.sm.move(Phase.ROLLING_BACK, f"round {r}: {exc}; deleting and fine-tuning again from {before}")
-                coord._roll_back(before, p.dropped)
+                coord._roll_back(before, p.base_deleted + p.dropped)
         coord.sm.move(Phase.EVALUATING, f"round {r}")
         test = coord._evaluate()
         memory = coord._embedding_bytes()
@@ -113,7 +120,7 @@ def _rounds(coord: Any, policy: PruningPolicy, p: CompressProgress, resumed_tag:
         p.pending = None
         if not ok:
             coord.sm.move(Phase.ROLLING_BACK, f"round {r}: AUC {test['auc']:.4f} < floor {policy.auc_floor:.4f}")
-            coord._roll_back(before, p.dropped)
+            coord._roll_back(before, p.base_deleted + p.dropped)
             coord.sm.move(Phase.EVALUATING, "the model before the rejected round")
             p.final = coord._evaluate()
             p.reason = f"round {r} fell below the AUC floor ({test['auc']:.4f} < {policy.auc_floor:.4f}): rolled back"
@@ -135,7 +142,7 @@ def _control(coord: Any, p: CompressProgress, resumed_tag: str | None) -> dict[s
     rows = sum(r["accepted"] for r in p.rounds) * cc.finetune_rows
     coord.sm.move(Phase.FINE_TUNING, f"control: the unpruned model on the same {rows:,} fresh rows")
     while True:
-        coord._roll_back(p.first_before, [])
+        coord._roll_back(p.first_before, list(p.base_deleted))
         try:
             coord._finetune(rows, 0)  # offsets 0.. as rounds 1..k used
             break
@@ -146,5 +153,5 @@ def _control(coord: Any, p: CompressProgress, resumed_tag: str | None) -> dict[s
     coord.sm.move(Phase.EVALUATING, "control")
     test = coord._evaluate()
     coord.sm.move(Phase.ROLLING_BACK, "back to the pruned model")
-    coord._roll_back(pruned, p.dropped)
+    coord._roll_back(pruned, p.base_deleted + p.dropped)
     return {"auc": test["auc"], "logloss": test["logloss"], "finetune_rows": rows, "checkpoint": p.first_before}

@@ -41,7 +41,8 @@ _ALLOWED: dict[Phase, frozenset[Phase]] = {
     # EVALUATING -> TRAINING: a stream's periodic held-out evaluation between two segments
     Phase.EVALUATING: frozenset({Phase.CHECKPOINTING, Phase.SCORING, Phase.ROLLING_BACK, Phase.DONE,
                                  Phase.TRAINING}),
-    Phase.SCORING: frozenset({Phase.CHECKPOINTING, Phase.DELETING, Phase.DONE}),
+    # SCORING -> SCORING: compression's round 1 scores the fields, then draws the AUC-vs-fields-kept curves
+    Phase.SCORING: frozenset({Phase.SCORING, Phase.CHECKPOINTING, Phase.DELETING, Phase.DONE}),
     Phase.DELETING: frozenset({Phase.FINE_TUNING, Phase.EVALUATING}),
     # FINE_TUNING -> ROLLING_BACK -> DELETING / FINE_TUNING: a worker died while fine-tuning (its pushes are half
     # applied): back to the checkpoint before the step, and the step again (shark.coordinator.worker_restarts)

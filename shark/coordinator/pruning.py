@@ -16,6 +16,10 @@ class CompressConfig:
     finetune_rows: int = 100_000  # rows of the training data each round fine-tunes on (the support set)
     score_rows: int = 50_000  # held-out rows F-Permutation scores on
     max_rounds: int = 40
+    # the paper's Figure 2 on the unpruned model: AUC against fields kept when fields are dropped (no fine-tuning)
+    # in F-P's order, Permutation's (T=1) and random_orders random orders, on curve_rows held-out rows (0: none)
+    curve_rows: int = 30_000
+    random_orders: int = 3
     # Fine-tuning shows the pruned model fresh rows the unpruned one never saw, so its AUC gain is partly data.
     # control: afterwards, fine-tune the unpruned model on the same rows and report the pruned one against that too.
     control: bool = True
@@ -23,7 +27,8 @@ class CompressConfig:
     def __post_init__(self) -> None:
         checks = {"memory_target": 0.0 < self.memory_target <= 1.0, "auc_floor": 0.0 <= self.auc_floor < 1.0,
                   "fields_per_round": self.fields_per_round >= 1, "finetune_rows": self.finetune_rows >= 0,
-                  "score_rows": self.score_rows >= 1, "max_rounds": self.max_rounds >= 1}
+                  "score_rows": self.score_rows >= 1, "max_rounds": self.max_rounds >= 1,
+                  "curve_rows": self.curve_rows >= 0, "random_orders": 0 <= self.random_orders <= 20}
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"invalid compression setting(s): {', '.join(f'{k}={getattr(self, k)!r}' for k in bad)}")

@@ -19,7 +19,7 @@ import torch
 from shark.fperm.inputs import ScoringBatch
 from shark.fperm.scores import FieldScores
 from shark.metrics import auc
-from shark.model import DENSE_FIELD, DenseDLRM
+from shark.model import DenseDLRM
 
 
 @dataclass(frozen=True)
@@ -35,13 +35,46 @@ class KeptCurve:
                 "auc": [round(float(a), 6) for a in self.auc], "area": round(self.area, 6)}
 
 
+def drop_order(scores: FieldScores, min_fields: int = 2) -> tuple[str, ...]:
+    """The fields in the order a curve drops them: lowest score first, until min_fields remain."""
+    if not 2 <= min_fields <= len(scores.fields):
+        raise ValueError(f"min_fields must be in [2, {len(scores.fields)}], got {min_fields}")
+    return tuple(scores.ranking()[::-1][: len(scores.fields) - min_fields])
+
+
 @torch.no_grad()
-def _auc(model: DenseDLRM, batches: Sequence[ScoringBatch], columns: list[int]) -> float:
-    model.eval()
-    cols = torch.tensor(columns, dtype=torch.int64)
-    probs = [torch.sigmoid(model(b.dense, b.emb.index_select(1, cols))).numpy() for b in batches]
-    labels = np.concatenate([b.labels.numpy() for b in batches])
-    return auc(labels, np.concatenate(probs))
+def drop_predictions(model: DenseDLRM, order: Sequence[str], batches: Sequence[ScoringBatch]) -> np.ndarray:
+    """(len(order) + 1, N) float32 probabilities of the batches' rows: the whole model, then after each drop of
+    `order` in turn (on a copy; `model` is not changed). batches hold rows for every table of `model`."""
+    unknown = [f for f in order if f not in model.fields]
+    if unknown or len(set(order)) != len(order) or len(order) > len(model.fields) - 2:
+        raise ValueError(f"a drop order names distinct active fields and leaves two: got {list(order)}, active "
+                         f"{list(model.fields)}")
+    m = copy.deepcopy(model)
+    m.eval()
+    column = {t: i for i, t in enumerate(model.tables)}  # column of each table in the batches' emb
+
+    def predict() -> np.ndarray:
+        cols = torch.tensor([column[t] for t in m.tables], dtype=torch.int64)
+        return np.concatenate([torch.sigmoid(m(b.dense, b.emb.index_select(1, cols))).numpy() for b in batches])
+
+    out = [predict()]
+    for name in order:
+        m.drop_field(name)
+        out.append(predict())
+    return np.stack(out).astype(np.float32, copy=False)
+
+
+def kept_curve(method: str, order: Sequence[str], n_fields: int, labels: np.ndarray, probs: np.ndarray
+               ) -> KeptCurve:
+    """The curve from (len(order) + 1, N) probabilities (drop_predictions', possibly gathered from several
+    workers) and the (N,) labels."""
+    if probs.shape != (len(order) + 1, labels.size):
+        raise ValueError(f"expected ({len(order) + 1}, {labels.size}) probabilities, got {probs.shape}")
+    k = n_fields - np.arange(len(order) + 1)
+    a = np.array([auc(labels, p) for p in probs])
+    area = float(np.trapezoid(a[::-1], k[::-1]) / (k[0] - k[-1])) if k.size > 1 else float(a[0])
+    return KeptCurve(method, tuple(order), k, a, area)
 
 
 def auc_vs_fields_kept(model: DenseDLRM, scores: FieldScores, batches: Sequence[ScoringBatch],
@@ -49,18 +82,6 @@ def auc_vs_fields_kept(model: DenseDLRM, scores: FieldScores, batches: Sequence[
     """batches hold rows for every table of `model` (as scored). The model itself is not changed."""
     if tuple(model.fields) != scores.fields:
         raise ValueError(f"scores are for {scores.fields}, the model has {tuple(model.fields)}")
-    if not 2 <= min_fields <= len(model.fields):
-        raise ValueError(f"min_fields must be in [2, {len(model.fields)}], got {min_fields}")
-    m = copy.deepcopy(model)
-    tables = list(model.tables)  # column order of the batches' emb
-    order = scores.ranking()[::-1][: len(model.fields) - min_fields]
-    kept, aucs = [len(m.fields)], [_auc(m, batches, list(range(len(tables))))]
-    for name in order:
-        m.drop_field(name)
-        if name != DENSE_FIELD:
-            tables.remove(name)
-        kept.append(len(m.fields))
-        aucs.append(_auc(m, batches, [list(model.tables).index(t) for t in tables]))
-    k, a = np.array(kept), np.array(aucs)
-    area = float(np.trapezoid(a[::-1], k[::-1]) / (k[0] - k[-1])) if k.size > 1 else float(a[0])
-    return KeptCurve(scores.method, tuple(order), k, a, area)
+    order = drop_order(scores, min_fields)
+    labels = np.concatenate([b.labels.numpy() for b in batches])
+    return kept_curve(scores.method, order, len(model.fields), labels, drop_predictions(model, order, batches))

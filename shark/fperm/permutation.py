@@ -38,11 +38,12 @@ def permutation_increase(model: DenseDLRM, vectors: torch.Tensor, labels: torch.
     return out
 
 
-def permutation_scores(model: DenseDLRM, batches: Iterable[ScoringBatch],
+def permutation_totals(model: DenseDLRM, batches: Iterable[ScoringBatch],
                        config: PermutationConfig = PermutationConfig(),
-                       fields: Sequence[str] | None = None) -> FieldScores:
-    """Mean per-sample loss increase per field (nats), averaged over the T repeats; of the named fields only
-    (default: every field), at T forwards per field and batch."""
+                       fields: Sequence[str] | None = None) -> tuple[tuple[str, ...], np.ndarray, int]:
+    """(the fields scored, (F,) float64 loss increases summed over samples and the T repeats, samples): plain
+    sums, so several workers' totals over their shares of the rows add up (Permutation's scores are the sum over
+    n * T). Scores the named fields only (default: every field), at T forwards per field and batch."""
     names = tuple(model.fields) if fields is None else tuple(fields)
     unknown = [f for f in names if f not in model.fields]
     if unknown or not names or len(set(names)) != len(names):
@@ -58,7 +59,15 @@ def permutation_scores(model: DenseDLRM, batches: Iterable[ScoringBatch],
             vectors = model.field_vectors(b.dense, b.emb)
         total += permutation_increase(model, vectors, b.labels, config.repeats, gen, columns)
         n += len(b)
+    return names, total.numpy(), n
+
+
+def permutation_scores(model: DenseDLRM, batches: Iterable[ScoringBatch],
+                       config: PermutationConfig = PermutationConfig(),
+                       fields: Sequence[str] | None = None) -> FieldScores:
+    """Mean per-sample loss increase per field (nats), averaged over the T repeats; of the named fields only
+    (default: every field), at T forwards per field and batch."""
+    names, total, n = permutation_totals(model, batches, config, fields)
     if n == 0:
         raise ValueError("no scoring data")
-    return FieldScores(f"permutation-T{config.repeats}", names,
-                       (total / (n * config.repeats)).numpy().astype(np.float64))
+    return FieldScores(f"permutation-T{config.repeats}", names, (total / (n * config.repeats)).astype(np.float64))

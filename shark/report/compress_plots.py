@@ -13,6 +13,11 @@ def has_data(summary: dict[str, Any]) -> bool:
     return bool(summary.get("compression", {}).get("base"))
 
 
+def has_curves(summary: dict[str, Any]) -> bool:
+    """The paper's Figure 2 (F-P, Permutation, random drop orders) was drawn on the unpruned model."""
+    return bool((summary.get("compression", {}).get("kept_curves") or {}).get("curves"))
+
+
 def plot_compression(summary: dict[str, Any], path: Path) -> None:
     c = summary["compression"]
     base_auc = c["base"]["auc"]

@@ -11,13 +11,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from shark.report import compress_plots, stream_plots
+from shark.report import compress_plots, fperm_plots, stream_plots
 
 Plot = tuple[str, Callable[[dict[str, Any]], bool], Callable[[dict[str, Any], Path], None]]
 
 PLOTS: list[Plot] = [
     ("stream.png", stream_plots.has_data, stream_plots.plot_stream),
     ("compression.png", compress_plots.has_data, compress_plots.plot_compression),
+    ("fields_kept.png", compress_plots.has_curves, lambda s, path: fperm_plots.kept_curves_plot(
+        {**s["compression"]["kept_curves"], "data": s.get("data")}, path)),
 ]
 
 

@@ -44,6 +44,18 @@ def test_compress_deletes_tables_everywhere_and_reports(ray_session, tmp_path: P
     assert k["finetune_rows"] == 6000 * len(kept) and 0.5 < k["auc"] < 1.0
     assert c["auc_relative_change_vs_control"] == c["final_test"]["auc"] / k["auc"] - 1.0
     assert (out / "compression.png").stat().st_size > 10_000
+    # the paper's Figure 2 on the unpruned model: F-P's order (round 1's scores), Permutation's, random orders
+    kc = c["kept_curves"]
+    assert kc["evaluated_on"] == "held-out rows after the scoring rows" and kc["rows"] == 5000  # 10k minus 5k scored
+    assert kc["permutation_rows"] == 5000 and set(kc["permutation_scores"]) == set(c["first_ranking"])
+    assert set(kc["curves"]) == {"fperm-abs", "permutation-T1"} and len(kc["random_curves"]) == 3
+    fp = kc["curves"]["fperm-abs"]
+    assert fp["fields_kept"] == list(range(27, 1, -1)) and len(fp["auc"]) == 26
+    assert fp["dropped"] == sorted(c["first_ranking"], key=c["first_ranking"].get)[:25]
+    assert fp["auc"][0] == kc["curves"]["permutation-T1"]["auc"][0]  # both start from the same whole model
+    assert 0.5 < fp["area"] < 1.0 and set(kc["areas"]) >= {"fperm-abs", "permutation-T1", "random_mean"}
+    assert "AUC vs fields kept on the unpruned model" in res.output
+    assert (out / "fields_kept.png").stat().st_size > 10_000
     # after the control the pruned model was put back exactly: its final checkpoint evaluates to the same AUC
     ev = CliRunner().invoke(cli, ["evaluate", "--no-progress", "--checkpoint", str(out / "checkpoints"),
                                   "--test-rows", "10000", "--json"])
@@ -57,3 +69,46 @@ def test_compress_on_a_file_without_fresh_rows_fails_clearly(ray_session, shared
                                    str(shared_data / "criteo" / "criteo_kaggle_sample.txt.gz"),
                                    "--out", str(tmp_path / "o"), "--finetune-rows", "1000"])
     assert res.exit_code == 2 and "fresh rows" in res.output and "Traceback" not in res.output, res.output
+
+
+def test_compress_prunes_a_trained_checkpoint_without_training_again(ray_session, tmp_path: Path) -> None:
+    run = CliRunner()
+    trained = tmp_path / "trained"
+    tr = run.invoke(cli, ["train", "--no-progress", "--train-rows", "20000", "--test-rows", "4000", "--quant", "fq",
+                          "--checkpoint-dir", str(trained), "--json"])
+    assert tr.exit_code == 0, tr.output
+    trained_auc = json.loads(tr.output[tr.output.index("{"):])["test"]["auc"]
+    common = ["--no-progress", "--fields-per-round", "3", "--finetune-rows", "2000", "--score-rows", "2000",
+              "--curve-rows", "0", "--auc-floor", "0.05"]
+    # options that contradict the checkpoint are refused before anything runs
+    for extra, words in ((["--embedding-dim", "8"], "--embedding-dim (the checkpoint's model has 16)"),
+                         (["--train-rows", "30000"], "train_rows=20000"), (["--tag", "nope"], "nope")):
+        bad = run.invoke(cli, ["compress", "--checkpoint", str(trained), *common, *extra, "--out", str(tmp_path / "x")])
+        assert bad.exit_code == 2 and words in bad.output and "Traceback" not in bad.output, bad.output
+    assert not (tmp_path / "x").exists()
+
+    out = tmp_path / "pruned"
+    res = run.invoke(cli, ["compress", "--checkpoint", str(trained), *common, "--memory-target", "0.9",
+                           "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    s = json.loads((out / "report.json").read_text())
+    c = s["compression"]
+    assert "training" not in [p["phase"] for p in s["phases"]] and s["throughput"]["train_examples"] == 0
+    assert s["data"]["train_rows"] == 20000 and s["data"]["test_rows"] == 4000  # as the checkpoint recorded
+    assert c["base"]["auc"] == trained_auc  # the restored model, on the same held-out rows
+    assert c["deleted"] and c["deleted_before"] == [] and c["kept_curves"] is None
+    tables = set(s["model"]["embedding_memory"]["tables"])
+    assert tables.isdisjoint(c["deleted"]) and s["model"]["fields"] == c["fields_kept"]
+
+    # a pruned checkpoint pruned further: its deleted fields stay deleted through the control's rollbacks
+    again = tmp_path / "again"
+    res = run.invoke(cli, ["compress", "--checkpoint", str(out / "checkpoints"), *common, "--memory-target", "0.3",
+                           "--max-rounds", "1", "--out", str(again)])
+    assert res.exit_code == 0, res.output
+    s2 = json.loads((again / "report.json").read_text())
+    c2 = s2["compression"]
+    assert sorted(c2["deleted_before"]) == sorted(c["deleted"]) and len(c2["rounds"]) == 1
+    assert set(c2["fields_kept"]).isdisjoint(c["deleted"] + c2["deleted"])
+    assert c2["base"]["auc"] == c["final_test"]["auc"]
+    assert c2["control"] is not None or not c2["deleted"]
+    assert all(set(t).isdisjoint(c["deleted"] + c2["deleted"]) for t in s2["cluster"]["shard_tables"])

@@ -59,3 +59,45 @@ def test_curve_can_drop_the_dense_field_and_validates():
         auc_vs_fields_kept(model, scores, batches, min_fields=1)
     with pytest.raises(ValueError):
         auc_vs_fields_kept(model, FieldScores("t", ("a", "b"), np.zeros(2)), batches)
+
+
+def test_curve_from_predictions_gathered_over_shares_is_the_single_process_curve():
+    """What `shark compress` does across workers: each predicts its share of the rows along the drop order; the
+    coordinator stacks them and takes the AUCs."""
+    from shark.fperm import drop_order, drop_predictions, kept_curve
+
+    model, batches = _setup()
+    scores = FieldScores("t", tuple(model.fields), np.array([0.5, 0.1, 0.4, 0.05, 0.3]))
+    whole = auc_vs_fields_kept(model, scores, batches)
+    order = drop_order(scores)
+    parts = [drop_predictions(model, order, [b]) for b in batches]  # one batch per "worker"
+    assert all(p.shape == (4, 200) and p.dtype == np.float32 for p in parts)
+    labels = np.concatenate([b.labels.numpy() for b in batches])
+    gathered = kept_curve("t", order, len(model.fields), labels, np.concatenate(parts, axis=1))
+    np.testing.assert_array_equal(gathered.auc, whole.auc)
+    assert gathered.area == whole.area and gathered.dropped == whole.dropped
+    with pytest.raises(ValueError, match="probabilities"):
+        kept_curve("t", order, len(model.fields), labels, parts[0])
+    with pytest.raises(ValueError, match="drop order"):
+        drop_predictions(model, ("C1", "C9"), batches)
+    with pytest.raises(ValueError, match="drop order"):
+        drop_predictions(model, ("C1", "C2", "C3", "C4"), batches)  # would leave one field
+
+
+def test_permutation_totals_over_shares_add_up():
+    from shark.fperm import PermutationConfig, permutation_scores, permutation_totals
+    from shark.fperm.permutation import permutation_increase
+
+    model, batches = _setup()
+    names, total, n = permutation_totals(model, batches, PermutationConfig(repeats=2, seed=1))
+    assert names == tuple(model.fields) and n == 400 and total.shape == (5,)
+    np.testing.assert_allclose(total / (n * 2), permutation_scores(model, batches,
+                                                                  PermutationConfig(repeats=2, seed=1)).scores)
+    # a share of the rows is a sum of its own; shares drawing the same shuffles add up to the whole
+    one = [permutation_totals(model, [b], PermutationConfig(repeats=2, seed=1)) for b in batches]
+    assert sum(p[2] for p in one) == n
+    gen = torch.Generator().manual_seed(1)
+    by_batch = [permutation_increase(model, model.field_vectors(b.dense, b.emb).detach(), b.labels, 2, gen)
+                for b in batches]
+    np.testing.assert_allclose(by_batch[0].numpy(), one[0][1])
+    np.testing.assert_allclose((by_batch[0] + by_batch[1]).numpy(), total)
