@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from shark.data.batch import RawBatch
+from shark.data.batch import RawBatch, after_rows, first_rows
 from shark.metrics import ScoreLog
 from shark.train.config import TrainConfig
 from shark.train.data_plan import DataPlan, DataSpec
@@ -243,14 +243,14 @@ class WorkerActor:
         """F-Permutation partial sums over this worker's share of the held-out rows (at most max_rows), as plain
         arrays for the coordinator (shark.fperm.FieldSums.to_dict)."""
         batches = self.plan.test_batches(self.index, self.num_workers)
-        limited = _first_rows(batches, max_rows)
+        limited = first_rows(batches, max_rows)
         return self.trainer.field_sums(limited, mean).to_dict()
 
     @_worker_errors
     def permutation_sums(self, max_rows: int) -> dict[str, Any]:
         """The Permutation baseline's (T = 1) summed loss increases over the same rows as field_sums; shuffles
         seeded by (run seed, worker)."""
-        batches = _first_rows(self.plan.test_batches(self.index, self.num_workers), max_rows)
+        batches = first_rows(self.plan.test_batches(self.index, self.num_workers), max_rows)
         total, n = self.trainer.permutation_totals(batches, seed=self.trainer.config.seed * 1009 + self.index)
         return {"fields": list(self.trainer.model.fields), "sum": total, "n": n}
 
@@ -258,7 +258,7 @@ class WorkerActor:
     def drop_predictions(self, orders: dict[str, list[str]], skip_rows: int, max_rows: int) -> dict[str, Any]:
         """Probabilities along each drop order (no fine-tuning) over this worker's share of the held-out rows
         after its first skip_rows (the rows it scored), at most max_rows: for the AUC-vs-fields-kept curves."""
-        batches = _first_rows(_after_rows(self.plan.test_batches(self.index, self.num_workers), skip_rows), max_rows)
+        batches = first_rows(after_rows(self.plan.test_batches(self.index, self.num_workers), skip_rows), max_rows)
         labels, probs = self.trainer.drop_predictions(batches, orders)
         return {"labels": labels, "probs": probs}
 
@@ -268,25 +268,3 @@ class WorkerActor:
 
     def stop(self) -> None:
         self.client.close()
-
-
-def _first_rows(batches: Iterator[RawBatch], n: int) -> Iterator[RawBatch]:
-    """The first n rows of a batch stream (the last batch cut)."""
-    for raw in batches:
-        if n <= 0:
-            return
-        if len(raw) > n:
-            raw = raw.take(np.arange(len(raw)) < n)
-        n -= len(raw)
-        yield raw
-
-
-def _after_rows(batches: Iterator[RawBatch], n: int) -> Iterator[RawBatch]:
-    """A batch stream without its first n rows."""
-    for raw in batches:
-        if n >= len(raw):
-            n -= len(raw)
-            continue
-        if n > 0:
-            raw, n = raw.take(np.arange(len(raw)) >= n), 0
-        yield raw

@@ -13,13 +13,10 @@ from __future__ import annotations
 import statistics
 import sys
 import time
-from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-import numpy as np
-
-from shark.data.batch import RawBatch
+from shark.data.batch import first_rows
 from shark.fperm import (FieldScores, KeptCurve, PermutationConfig, TaylorConfig, auc_vs_fields_kept, materialise,
                          permutation_scores, random_scores, spearman_with, taylor_scores)
 from shark.train.config import TrainConfig
@@ -66,7 +63,7 @@ def fperm_curves(config: TrainConfig, data: DataSpec, spec: CurveSpec, progress:
         score_raw = gen.batches(spec.score_rows, spec.scoring_batch_size, split="test")
         eval_raw = gen.batches(spec.eval_rows, spec.scoring_batch_size, split="test", start=spec.score_rows)
     else:
-        score_raw = _first_rows(plan.train_batches(), spec.score_rows)
+        score_raw = first_rows(plan.train_batches(), spec.score_rows)
         eval_raw = plan.test_batches()
     score_batches = materialise(trainer, score_raw)
     eval_batches = materialise(trainer, eval_raw)
@@ -113,15 +110,6 @@ def fperm_curves(config: TrainConfig, data: DataSpec, spec: CurveSpec, progress:
     }
     return result
 
-
-def _first_rows(batches: Iterable[RawBatch], rows: int) -> Iterator[RawBatch]:
-    """The leading batches holding up to `rows` rows (the last one cut)."""
-    left = rows
-    for b in batches:
-        if left <= 0:
-            return
-        yield b if len(b) <= left else b.take(np.arange(len(b)) < left)
-        left -= len(b)
 
 
 def format_fperm_curves(result: dict[str, Any]) -> str:

@@ -78,6 +78,7 @@ def _record(method: QuantMethod, seed: int, summary: dict[str, Any], seconds: fl
             "bytes": mem["bytes"], "payload_bytes": kinds.get("payload_bytes"), "rows": mem["rows"],
             "rows_by_tier": mem["rows_by_tier"], "bytes_by_kind": kinds,
             "examples_per_s": summary.get("throughput", {}).get("examples_per_second"),
+            "tiers_by_frequency": summary["model"].get("tiers_by_frequency"),
             "seconds": round(seconds, 1)}
 
 

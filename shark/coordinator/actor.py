@@ -35,6 +35,7 @@ from shark.coordinator.run_manifest import (
     write_run_manifest,
 )
 from shark.coordinator.segment_logs import SegmentLogs
+from shark.coordinator.tier_report import tiers_by_frequency
 from shark.coordinator.stream_loop import Windows as _Windows  # noqa: F401 - the name tests import
 from shark.coordinator.stream_loop import merge_in_time_order as _merge_in_time_order
 from shark.coordinator.stream_loop import train_stream
@@ -235,7 +236,11 @@ class Coordinator:
                 compression["checkpoint"] = self._checkpoint(final=True,
                                                              state={"stage": "final", "compression": compression})
                 self.failpoint("finishing.before_summary")
+        # where rows sit in the tiers against their training accesses (F-Q / MPE): not for a plain evaluation
+        tiers = tiers_by_frequency(self) if train or self.compress is not None else None
         summary = self._summary(self._train_record["progressive"], self._train_record["epochs"], test, restore)
+        if tiers is not None:
+            summary["model"]["tiers_by_frequency"] = tiers
         if stream_info is not None:
             summary["stream"] = stream_info
         if compression is not None:

@@ -6,6 +6,7 @@ A reader yields `RawBatch` (raw values, as in the file); `FeatureTransform` turn
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,3 +51,25 @@ class Batch:
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+
+def first_rows(batches: Iterable[RawBatch], n: int) -> Iterator[RawBatch]:
+    """The first n rows of a batch stream (the last batch cut); stops reading once they are out."""
+    for raw in batches:
+        if n <= 0:
+            return
+        if len(raw) > n:
+            raw = raw.take(np.arange(len(raw)) < n)
+        n -= len(raw)
+        yield raw
+
+
+def after_rows(batches: Iterable[RawBatch], n: int) -> Iterator[RawBatch]:
+    """A batch stream without its first n rows."""
+    for raw in batches:
+        if n >= len(raw):
+            n -= len(raw)
+            continue
+        if n > 0:
+            raw, n = raw.take(np.arange(len(raw)) >= n), 0
+        yield raw

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from shark.report import compress_plots, fperm_plots, stream_plots
+from shark.report import compress_plots, fperm_plots, stream_plots, tier_plots
 
 Plot = tuple[str, Callable[[dict[str, Any]], bool], Callable[[dict[str, Any], Path], None]]
 
@@ -20,6 +20,7 @@ PLOTS: list[Plot] = [
     ("compression.png", compress_plots.has_data, compress_plots.plot_compression),
     ("fields_kept.png", compress_plots.has_curves, lambda s, path: fperm_plots.kept_curves_plot(
         {**s["compression"]["kept_curves"], "data": s.get("data")}, path)),
+    ("tiers.png", tier_plots.has_data, tier_plots.plot_tiers),
 ]
 
 

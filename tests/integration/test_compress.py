@@ -56,6 +56,15 @@ def test_compress_deletes_tables_everywhere_and_reports(ray_session, tmp_path: P
     assert 0.5 < fp["area"] < 1.0 and set(kc["areas"]) >= {"fperm-abs", "permutation-T1", "random_mean"}
     assert "AUC vs fields kept on the unpruned model" in res.output
     assert (out / "fields_kept.png").stat().st_size > 10_000
+    # F-Q's tiers against the rows' training accesses (the final model's tables): hot rows precise, cold rows int8
+    tf = s["model"]["tiers_by_frequency"]
+    assert tf["training_rows_read"] == 60000 and tf["tables"] == len([f for f in c["fields_kept"] if f != "dense"])
+    bins = tf["bins"]
+    assert bins[0]["accesses"] == [1, 1] and all(b["measured"] == min(b["rows"], tf["sample_cap"]) for b in bins)
+    assert all(abs(b["fp32"] + b["fp16"] + b["int8"] + b["absent"] - 1.0) < 1e-9 for b in bins)
+    high = lambda b: b["fp32"] + b["fp16"]  # noqa: E731
+    assert high(bins[-1]) == 1.0 and bins[0]["int8"] > 0.9 and high(bins[-1]) > high(bins[0])
+    assert (out / "tiers.png").stat().st_size > 10_000
     # after the control the pruned model was put back exactly: its final checkpoint evaluates to the same AUC
     ev = CliRunner().invoke(cli, ["evaluate", "--no-progress", "--checkpoint", str(out / "checkpoints"),
                                   "--test-rows", "10000", "--json"])
