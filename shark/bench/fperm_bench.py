@@ -244,8 +244,9 @@ def format_fperm_bench(result: dict[str, Any]) -> str:
     scored = result.get("fields_scored_on_one_model")
     if scored:
         counts = scored["fields_scored"]
-        lines.append(f"one {scored['model_fields']}-field model, scoring the first {', '.join(map(str, counts.values()))}"
-                     " of its fields (seconds; F-P's one pass scores them all whatever is asked):")
+        asked = ", ".join(map(str, counts.values()))
+        lines.append(f"one {scored['model_fields']}-field model, scoring the first {asked} of its fields (seconds; "
+                     "F-P's one pass scores them all whatever is asked):")
         for name, per in scored["seconds_median"].items():
             lines.append(f"{name:18}" + "".join(f"{per[m]:>19.3f}s" for m in counts)
                          + f"{scored['growth_vs_x1'][name][mults[-1]]:>15.2f}x")

@@ -53,9 +53,9 @@ from shark.cli.options import (
 @quant_options
 @click.option("--json", "json_stdout", is_flag=True, help="Print the JSON report to stdout.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress output on stderr.")
-def compress(out_dir: str, from_checkpoint: str | None, tag: str | None, memory_target: float, auc_floor: float, fields_per_round: int, finetune_rows: int,
-             prune_score_rows: int, max_rounds: int, curve_rows: int, random_orders: int, control: bool,
-             json_stdout: bool, progress: bool, **kw) -> None:
+def compress(out_dir: str, from_checkpoint: str | None, tag: str | None, memory_target: float, auc_floor: float,
+             fields_per_round: int, finetune_rows: int, prune_score_rows: int, max_rounds: int, curve_rows: int,
+             random_orders: int, control: bool, json_stdout: bool, progress: bool, **kw) -> None:
     """The SHARK pipeline: train with F-Quantization on the shards (--quant fq by default), then run
     F-Permutation's pruning loop: score the fields in one pass across the workers, delete the least important
     tables on every shard and worker, fine-tune, evaluate; until the memory target or the AUC floor. A round below
@@ -128,7 +128,8 @@ def format_compression(c: dict) -> str:
     k = c.get("kept_curves") or {}
     if k.get("areas"):
         a = k["areas"]
-        rnd = f", random {a['random_mean']:.4f} (mean of {len(k['random_curves'])} orders)" if "random_mean" in a else ""
+        rnd = (f", random {a['random_mean']:.4f} (mean of {len(k['random_curves'])} orders)"
+               if "random_mean" in a else "")
         lines.append(f"AUC vs fields kept on the unpruned model, no fine-tuning ({k['rows']:,} rows, "
                      f"{k['evaluated_on']}), area: F-P {a['fperm-abs']:.4f}, Permutation T=1 "
                      f"{a['permutation-T1']:.4f}{rnd}")
