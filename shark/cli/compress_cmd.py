@@ -22,8 +22,8 @@ from shark.cli.options import (
 @click.command(context_settings={"default_map": {"quant": "fq"}})  # the whole SHARK pipeline: F-Q on by default
 @config_option
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="shark-compress", show_default=True,
-              help="Report directory: report.json, the plots (compression.png, fields_kept.png), and "
-                   "checkpoints/ unless --checkpoint-dir is given.")
+              help="Report directory: report.json, the plots (compression.png, fields_kept.png, tiers.png), "
+                   "and checkpoints/ unless --checkpoint-dir is given.")
 @click.option("--checkpoint", "from_checkpoint", type=click.Path(file_okay=False, exists=True), default=None,
               help="Prune this trained checkpoint (a --checkpoint-dir of `shark train` or `shark compress`) instead "
                    "of training first. The model comes from it; the data options default to what it records.")
@@ -59,7 +59,8 @@ def compress(out_dir: str, from_checkpoint: str | None, tag: str | None, memory_
     """The SHARK pipeline: train with F-Quantization on the shards (--quant fq by default), then run
     F-Permutation's pruning loop: score the fields in one pass across the workers, delete the least important
     tables on every shard and worker, fine-tune, evaluate; until the memory target or the AUC floor. A round below
-    the floor is rolled back: the result is the last model that met it. Writes report.json and plots to --out."""
+    the floor is rolled back: the result is the last model that met it. Writes report.json and plots to --out.
+    With --checkpoint, a trained model is pruned without training it again."""
     from shark.coordinator.errors import RunError
     from shark.coordinator.pruning import CompressConfig
     from shark.train.ray_run import run_ray
