@@ -35,10 +35,10 @@ from shark.coordinator.run_manifest import (
     write_run_manifest,
 )
 from shark.coordinator.segment_logs import SegmentLogs
-from shark.coordinator.tier_report import tiers_by_frequency
 from shark.coordinator.stream_loop import Windows as _Windows  # noqa: F401 - the name tests import
 from shark.coordinator.stream_loop import merge_in_time_order as _merge_in_time_order
 from shark.coordinator.stream_loop import train_stream
+from shark.coordinator.tier_report import tiers_by_frequency
 from shark.coordinator.worker_restarts import call_workers, gather, revive
 from shark.metrics import ScoreLog, auc, logloss
 from shark.train.config import TrainConfig

@@ -62,8 +62,8 @@ def test_compress_deletes_tables_everywhere_and_reports(ray_session, tmp_path: P
     bins = tf["bins"]
     assert bins[0]["accesses"] == [1, 1] and all(b["measured"] == min(b["rows"], tf["sample_cap"]) for b in bins)
     assert all(abs(b["fp32"] + b["fp16"] + b["int8"] + b["absent"] - 1.0) < 1e-9 for b in bins)
-    high = lambda b: b["fp32"] + b["fp16"]  # noqa: E731
-    assert high(bins[-1]) == 1.0 and bins[0]["int8"] > 0.9 and high(bins[-1]) > high(bins[0])
+    top, bottom = bins[-1]["fp32"] + bins[-1]["fp16"], bins[0]["fp32"] + bins[0]["fp16"]
+    assert top == 1.0 and bins[0]["int8"] > 0.9 and top > bottom
     assert (out / "tiers.png").stat().st_size > 10_000
     # after the control the pruned model was put back exactly: its final checkpoint evaluates to the same AUC
     ev = CliRunner().invoke(cli, ["evaluate", "--no-progress", "--checkpoint", str(out / "checkpoints"),
