@@ -6,21 +6,37 @@ changed). The arithmetic is shark.quant.tier_frequency's.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 import numpy as np
 
 from shark.data.batch import first_rows
+from shark.data.errors import DataError
 from shark.data.transforms import FeatureTransform
 from shark.quant.tier_frequency import AccessCounter, sample_by_bin, tier_fractions
 
 MAX_ROWS = 1_000_000  # training rows read for the counts (the first ones; one pass)
 SAMPLE_CAP = 20_000  # rows whose tier is pulled, per access bin
 
+log = logging.getLogger(__name__)
+
 
 def tiers_by_frequency(coord: Any) -> dict[str, Any] | None:
-    """None when the run stores every row alike (no F-Q or MPE) or trains on an endless stream."""
+    """None when the run stores every row alike (no F-Q or MPE) or trains on an endless stream. The report is an
+    addition to a finished run: if the training rows cannot be read again or the tier pull fails, it says why
+    ({"error": ...}) and the run still ends with its model and summary."""
+    from worker.client.retry import PSClientError
+
+    try:
+        return _report(coord)
+    except (OSError, DataError, PSClientError) as exc:
+        log.warning("tiers-by-accesses report skipped: %s", exc)
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def _report(coord: Any) -> dict[str, Any] | None:
     cfg, spec, plan = coord.config, coord.spec, coord.plan
     if cfg.quant not in ("fq", "mpe") or spec.stream:
         return None

@@ -70,3 +70,36 @@ def test_plot_from_a_summary(tmp_path):
     assert has_data(summary) and not has_data({"model": {}})
     plot_tiers(summary, tmp_path / "tiers.png")
     assert (tmp_path / "tiers.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_coordinator_report_reads_counts_pulls_and_survives_a_failure():
+    """tiers_by_frequency with a stand-in coordinator: the workers' id mapping, one read-only pull of the sampled
+    rows, and a clear {"error"} (not a failed run) when the training rows cannot be read again."""
+    from types import SimpleNamespace
+
+    from shark.coordinator.tier_report import tiers_by_frequency
+    from shark.data.batch import RawBatch
+    from shark.data.errors import DataError
+    from shark.train.config import TrainConfig
+
+    keys = np.array([[1, 5], [1, 6], [1, 5], [2, 7]], np.uint64)
+    raw = RawBatch(np.zeros(4, np.float32), np.zeros((4, 1), np.float32), keys, np.arange(4))
+    pulled: list[dict] = []
+
+    def pull_tiers(ids):
+        pulled.append(ids)
+        return {t: np.zeros(v.size, np.uint8) for t, v in ids.items()}
+
+    plan = SimpleNamespace(table_names=["C1", "C2"], train_batches=lambda: iter([raw]))
+    coord = SimpleNamespace(config=TrainConfig(quant="fq", capacity=1 << 10), spec=SimpleNamespace(stream=False),
+                            plan=plan, fields=["dense", "C2"], client=SimpleNamespace(pull_tiers=pull_tiers))
+    out = tiers_by_frequency(coord)
+    assert out["training_rows_read"] == 4 and out["tables"] == 1 and list(pulled[0]) == ["C2"]  # C1 was deleted
+    assert [(b["accesses"], b["rows"], b["fp32"]) for b in out["bins"]] == [([1, 1], 2, 1.0), ([2, 3], 1, 1.0)]
+
+    def unreadable():
+        raise DataError("train.tsv: gone")
+
+    coord.plan = SimpleNamespace(table_names=["C1", "C2"], train_batches=unreadable)
+    assert tiers_by_frequency(coord) == {"error": "DataError: train.tsv: gone"}
+    assert tiers_by_frequency(SimpleNamespace(config=TrainConfig(), spec=coord.spec, plan=plan)) is None  # fp32
