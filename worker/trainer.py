@@ -20,7 +20,6 @@ import torch.nn.functional as F
 
 from shark.data.batch import Batch, RawBatch
 from shark.data.prefetch import prefetch
-from shark.data.transforms import FeatureTransform
 from shark.metrics import ScoreLog
 from shark.model import DenseDLRM, DLRMConfig
 from shark.train.config import TrainConfig
@@ -61,7 +60,7 @@ class PSTrainer:
         self.config = config
         self.client = client
         self.data_tables = tuple(table_names)  # every categorical column of the data, in column order
-        self.transform = FeatureTransform(tuple(config.capacity_of(t) for t in table_names), seed=config.seed)
+        self.transform = config.feature_transform(table_names)
         self._set_tables(self.data_tables)
         # Same seed as the local engine: identical initial dense weights (the coordinator assigns them once).
         self.model = DenseDLRM(DLRMConfig(n_dense=n_dense, table_names=self.tables,

@@ -21,7 +21,6 @@ from torch import nn
 
 from shark.data.batch import Batch
 from shark.data.synthetic import SynthConfig, SyntheticCriteo
-from shark.data.transforms import FeatureTransform
 from shark.model import DenseDLRM, DLRMConfig
 from shark.train.config import TrainConfig
 from shark.train.local import LocalTrainer
@@ -84,7 +83,7 @@ def bench_train(config: TrainConfig, spec: BenchSpec, engine: str = "local", pro
     torch.set_num_threads(config.threads)
     gen = SyntheticCriteo(SynthConfig(seed=spec.synth_seed))
     tables = [f"C{i}" for i in range(1, 27)]
-    transform = FeatureTransform(tuple(config.capacity_of(t) for t in tables), seed=config.seed)
+    transform = config.feature_transform(tables)
     t0 = time.perf_counter()
     batches = [transform(raw) for raw in gen.batches(spec.rows, config.batch_size, split="train")]
     prep_seconds = time.perf_counter() - t0

@@ -12,12 +12,10 @@ from typing import Any
 import numpy as np
 
 from shark.data.batch import MISSING_KEY
-from shark.data.transforms import FeatureTransform
-from shark.quant.tiers import TIER_NAMES
+from shark.quant.tier_frequency import STATES  # indexed by tier code; TIER_ABSENT == 3
 from shark.train.config import TrainConfig
 
 GROUPS = ("new", "old")  # the hot rows of the second concept, of the first
-STATES = (*TIER_NAMES, "absent")  # indexed by tier code; TIER_ABSENT == 3
 
 
 @dataclass(frozen=True)
@@ -30,7 +28,7 @@ class HotRows:
     @staticmethod
     def of(generator: Any, config: TrainConfig, tables: list[str], k: int) -> HotRows:
         """The rows of the k most frequent values of each non-duplicate field under each concept."""
-        transform = FeatureTransform(tuple(config.capacity_of(t) for t in tables), seed=config.seed)
+        transform = config.feature_transform(tables)
         column = {t: i for i, t in enumerate(tables)}
         rows: dict[str, dict[str, np.ndarray]] = {}
         for group, second in (("new", True), ("old", False)):

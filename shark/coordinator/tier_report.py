@@ -14,7 +14,6 @@ import numpy as np
 
 from shark.data.batch import first_rows
 from shark.data.errors import DataError
-from shark.data.transforms import FeatureTransform
 from shark.quant.tier_frequency import AccessCounter, sample_by_bin, tier_fractions
 
 MAX_ROWS = 1_000_000  # training rows read for the counts (the first ones; one pass)
@@ -46,7 +45,7 @@ def _report(coord: Any) -> dict[str, Any] | None:
         return None
     t0 = time.perf_counter()
     columns = np.array([names.index(t) for t in kept])
-    transform = FeatureTransform(tuple(cfg.capacity_of(t) for t in names), seed=cfg.seed)  # as the workers map ids
+    transform = cfg.feature_transform(names)  # as the workers map ids
     counter = AccessCounter(kept)
     for raw in first_rows(plan.train_batches(), MAX_ROWS):
         counter.add(transform.table_ids(raw.keys)[:, columns])

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from shark.data.transforms import FeatureTransform
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,11 @@ class TrainConfig:
 
     def capacity_of(self, table: str) -> int:
         return dict(self.capacities).get(table, self.capacity)
+
+    def feature_transform(self, table_names: Sequence[str]) -> FeatureTransform:
+        """The raw key -> row id mapping of these tables (hashing trick at each table's capacity, this run's seed):
+        the one every trainer, worker and coordinator report uses, so their row ids agree."""
+        return FeatureTransform(tuple(self.capacity_of(t) for t in table_names), seed=self.seed)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -17,7 +17,6 @@ import torch.nn.functional as F
 
 from shark.data.batch import Batch, RawBatch
 from shark.data.prefetch import prefetch
-from shark.data.transforms import FeatureTransform
 from shark.metrics import ScoreLog
 from shark.model import DenseDLRM, DLRMConfig, EmbeddingStore
 from shark.train.config import TrainConfig
@@ -37,7 +36,7 @@ class LocalTrainer:
     def __init__(self, config: TrainConfig, n_dense: int, table_names: list[str]) -> None:
         self.config = config
         torch.set_num_threads(config.threads)
-        self.transform = FeatureTransform(tuple(config.capacity_of(t) for t in table_names), seed=config.seed)
+        self.transform = config.feature_transform(table_names)
         self.model = DenseDLRM(DLRMConfig(n_dense=n_dense, table_names=tuple(table_names),
                                           embedding_dim=config.embedding_dim, bottom=config.bottom,
                                           top=config.top, seed=config.seed))
